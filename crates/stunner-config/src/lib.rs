@@ -15,6 +15,31 @@
 //! `Debug` and `Display` of every type print `<SECRET>` in place of passwords, secrets
 //! and private keys. Serialization (the wire format) does not mask.
 //!
+//! ```
+//! use stunner_config::{Change, StunnerConfig, diff};
+//!
+//! let env = |name: &str| (name == "STUNNER_ADDR").then(|| "10.0.0.7".to_string());
+//! let text = r#"
+//! version: v1
+//! auth: {type: static, credentials: {username: user, password: "pa$$"}}
+//! listeners: [{name: udp, protocol: udp, address: $STUNNER_ADDR, routes: [media]}]
+//! clusters: [{name: media, endpoints: ["10.80.0.0/16:<10000-20000>"]}]
+//! "#;
+//! let old = StunnerConfig::from_str_with_env(text, &env).unwrap();
+//! assert_eq!(old.listeners[0].address, "10.0.0.7");
+//! assert_eq!(old.auth.password(), Some("pa$$"));
+//! assert_eq!(old.listeners[0].ice_uri(), "turn:10.0.0.7:3478?transport=udp");
+//! assert!(!format!("{old}").contains("pa$$"));
+//!
+//! let mut new = old.clone();
+//! new.listeners[0].port = 3479;
+//! let d = diff(&old, &new);
+//! assert_eq!(d.listeners[0].change, Change::Restart);
+//!
+//! let err = StunnerConfig::from_str_with_env("version: v1\nlisteners: [{name: a, port: 70000}]", &env);
+//! assert!(err.unwrap_err().to_string().starts_with("listeners[0].port: 70000 is not in 1..65535"));
+//! ```
+//!
 //! This crate does no I/O beyond reading environment variables in
 //! [`StunnerConfig::from_str`], and reads no clock: time is an argument.
 
