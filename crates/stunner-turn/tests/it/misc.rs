@@ -1,1 +1,103 @@
+//! Binding, malformed input, and arbitrary input sequences.
 
+use std::time::Duration;
+
+use proptest::prelude::*;
+use stunner_turn::*;
+
+use crate::sim::*;
+
+#[test]
+fn binding_reflects_the_client_address() {
+    let mut sim = Sim::open_cluster();
+    let mut c = TestClient::user("192.0.2.10:40000");
+    assert_eq!(
+        c.exchange(&mut sim, Request::Binding),
+        Received::Mapped(c.ft.client)
+    );
+}
+
+#[test]
+fn malformed_input_is_dropped() {
+    let mut sim = Sim::open_cluster();
+    let ft = TestClient::user("192.0.2.10:40000").ft;
+    for junk in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x01\x00\x00",
+        b"\xff\xff",
+        b"\x40\x00\x00\x10ab",
+        b"\x80abc",
+    ] {
+        sim.client_sends(ft, junk);
+    }
+    assert!(sim.take_client(ft.client).is_none());
+    assert!(sim.server.stats().drops(DropReason::Malformed) >= 5);
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Client(u8, Vec<u8>),
+    Request(u8, u8),
+    Peer(u8, Vec<u8>),
+    Advance(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..3, proptest::collection::vec(any::<u8>(), 0..80))
+            .prop_map(|(c, b)| Step::Client(c, b)),
+        (0u8..3, 0u8..7).prop_map(|(c, r)| Step::Request(c, r)),
+        (0u8..3, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(c, b)| Step::Peer(c, b)),
+        any::<u16>().prop_map(Step::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any sequence of requests, junk, peer datagrams and time never panics, and the
+    /// server's books stay consistent.
+    #[test]
+    fn arbitrary_input_sequences_never_panic(steps in proptest::collection::vec(step(), 0..40)) {
+        let mut sim = Sim::new(static_config(&["10.1.0.0/16"]));
+        let mut clients: Vec<TestClient> =
+            (0..3).map(|i| TestClient::user(&format!("192.0.2.10:{}", 1000 + i))).collect();
+        let peer = addr("10.1.0.5:9000");
+        for s in steps {
+            match s {
+                Step::Client(c, b) => sim.client_sends(clients[usize::from(c)].ft, &b),
+                Step::Request(c, r) => {
+                    let req = match r {
+                        0 => Request::Binding,
+                        1 => Request::Allocate { lifetime: Some(700) },
+                        2 => Request::Refresh { lifetime: 0 },
+                        3 => Request::Refresh { lifetime: 800 },
+                        4 => Request::CreatePermission { peers: vec![peer] },
+                        5 => Request::ChannelBind { channel: 0x4000, peer },
+                        _ => Request::ChannelBind { channel: 0x3000, peer },
+                    };
+                    let _ = clients[usize::from(c)].exchange(&mut sim, req);
+                }
+                Step::Peer(c, b) => {
+                    let relay = std::net::SocketAddr::new(ip(RELAY_IP), 50001 + u16::from(c));
+                    sim.peer_sends(relay, peer, &b);
+                }
+                Step::Advance(s) => sim.advance(Duration::from_secs(u64::from(s % 700))),
+            }
+        }
+        prop_assert!(sim.server.allocation_count() <= 3);
+        sim.server.close_all();
+        sim.drain();
+        prop_assert_eq!(sim.server.allocation_count(), 0);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut sim = Sim::open_cluster();
+        let ft = TestClient::user("192.0.2.10:1").ft;
+        sim.client_sends(ft, &b);
+        let mut c = Client::new("u", "p", TransportKind::Stream, 3);
+        let _ = c.receive(&b);
+    }
+}
