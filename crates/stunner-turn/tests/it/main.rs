@@ -9,3 +9,4 @@ mod data;
 mod lifecycle;
 mod misc;
 mod sim;
+mod vectors;
