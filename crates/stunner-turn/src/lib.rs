@@ -29,6 +29,7 @@ mod channel_data;
 mod client;
 mod error;
 mod event;
+mod framing;
 mod nonce;
 mod permission;
 mod policy;
@@ -48,6 +49,7 @@ pub use auth::Credentials;
 pub use client::{Client, Received, Request};
 pub use error::Error;
 pub use event::{DropReason, Event};
+pub use framing::{FramingError, frame_len};
 pub use policy::PeerPolicy;
 pub use server::{
     CHANNEL_HEADROOM, CHANNEL_TAILROOM, Forward, Output, RelayRequest, Server, ServerConfig,

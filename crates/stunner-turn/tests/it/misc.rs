@@ -146,3 +146,53 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bad_fingerprint_is_dropped() {
+    let mut sim = Sim::open_cluster();
+    let mut c = TestClient::user("192.0.2.10:40000");
+    let mut b = c.client.request(Request::Binding);
+    let last = b.len() - 1;
+    b[last] ^= 0xFF;
+    sim.client_sends(c.ft, &b);
+    assert!(sim.take_client(c.ft.client).is_none());
+    assert_eq!(sim.server.stats().drops(DropReason::Malformed), 1);
+}
+
+#[test]
+fn a_byte_stream_splits_into_frames() {
+    let mut cfg = static_config(&["10.1.0.0/16"]);
+    cfg.transport = TransportKind::Stream;
+    let mut sim = Sim::new(cfg);
+    let mut c = TestClient::user("192.0.2.10:40000");
+    c.client = Client::new("user", "pass", TransportKind::Stream, 5);
+    c.allocate(&mut sim);
+    let peer = addr("10.1.0.5:9000");
+    c.exchange(
+        &mut sim,
+        Request::ChannelBind {
+            channel: 0x4000,
+            peer,
+        },
+    );
+    // Three frames in one read, then the stream is split mid-frame.
+    let mut stream = c.client.request(Request::Refresh { lifetime: 700 });
+    stream.extend(c.client.channel_data(0x4000, b"one"));
+    stream.extend(c.client.channel_data(0x4000, b"two!!"));
+    let mut buf: Vec<u8> = Vec::new();
+    for chunk in stream.chunks(7) {
+        buf.extend_from_slice(chunk);
+        while let Ok(Some(n)) = frame_len(&buf) {
+            if buf.len() < n {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..n).collect();
+            sim.client_sends(c.ft, &frame);
+        }
+    }
+    assert!(buf.is_empty());
+    let got: Vec<Vec<u8>> = sim.peer_got(peer).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, vec![b"one".to_vec(), b"two!!".to_vec()]);
+    let (answer, _) = c.next(&mut sim).unwrap();
+    assert_eq!(answer, Received::Refreshed { lifetime: 700 });
+}
