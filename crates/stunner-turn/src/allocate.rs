@@ -40,6 +40,9 @@ impl Server {
         if self.allocations.contains_key(&ft) {
             return Err(Error::AllocationMismatch);
         }
+        if self.draining {
+            return Err(Error::InsufficientCapacity("server is shutting down"));
+        }
         if self.pending_by_ft.contains_key(&ft) {
             // A retransmit while the relay socket is being opened: the answer is coming.
             return Ok(());

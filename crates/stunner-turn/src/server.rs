@@ -135,6 +135,7 @@ pub struct Server {
     pub(crate) timers: Timers,
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
+    pub(crate) draining: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -165,6 +166,7 @@ impl Server {
             timers: Timers::default(),
             outputs: VecDeque::new(),
             stats,
+            draining: false,
         }
     }
 
@@ -174,6 +176,12 @@ impl Server {
     pub fn set_config(&mut self, config: ServerConfig) {
         self.stats.rebind(&config.policy);
         self.config = config;
+    }
+
+    /// Graceful shutdown: new Allocates are refused with 508 so that the drain ends;
+    /// existing allocations go on (refresh, permissions, channels, data) until they end.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
     }
 
     /// The current config.

@@ -223,3 +223,22 @@ fn close_all_ends_everything() {
     assert_eq!(sim.server.allocation_count(), 0);
     assert_eq!(sim.closed.len(), 5);
 }
+
+#[test]
+fn draining_refuses_new_allocations_and_keeps_old_ones() {
+    let mut sim = Sim::open_cluster();
+    let mut c = TestClient::user("192.0.2.10:40000");
+    let relay = c.allocate(&mut sim);
+    let peer = addr("10.1.0.5:9000");
+    c.exchange(&mut sim, Request::ChannelBind { channel: 0x4000, peer });
+    sim.server.set_draining(true);
+    let mut late = TestClient::user("192.0.2.10:40001");
+    assert_eq!(late.expect_error(&mut sim, Request::Allocate { lifetime: None }), 508);
+    assert_eq!(
+        c.exchange(&mut sim, Request::Refresh { lifetime: 600 }),
+        Received::Refreshed { lifetime: 600 }
+    );
+    let frame = c.client.channel_data(0x4000, b"x");
+    sim.client_sends(c.ft, &frame);
+    assert_eq!(sim.peer_got(peer), vec![(relay, b"x".to_vec())]);
+}
