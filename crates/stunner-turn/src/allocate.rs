@@ -61,16 +61,11 @@ impl Server {
                 "RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY",
             ));
         }
-        if token {
-            return Err(Error::InsufficientCapacity(
-                "relay port reservations are not supported",
-            ));
-        }
-        if even_port.as_ref().is_some_and(EvenPort::requested) {
-            return Err(Error::InsufficientCapacity(
-                "relay port reservations are not supported",
-            ));
-        }
+        let reservation = match msg.attribute::<ReservationToken>() {
+            Ok(t) => Some(t.token()),
+            Err(_) if token => return Err(Error::BadRequest("malformed RESERVATION-TOKEN")),
+            Err(_) => None,
+        };
         let ipv6 = self.config.relay_ip.is_ipv6();
         // Without REQUESTED-ADDRESS-FAMILY the relay family is the listener's (RFC 6156
         // defaults to IPv4; an IPv6-only pod has nothing else to give).
@@ -88,6 +83,10 @@ impl Server {
         let lifetime = clamp_lifetime(msg.attribute::<Lifetime>().ok().map(|l| l.seconds()));
         let dont_fragment = msg.has_attribute(DontFragment::TYPE);
 
+        let reserve = even_port
+            .as_ref()
+            .filter(|e| e.requested())
+            .map(|_| self.reservation_token(ft));
         let token = self.next_token();
         *self.per_user.entry(auth.user.clone()).or_insert(0) += 1;
         self.pending.insert(
@@ -98,6 +97,7 @@ impl Server {
                     request: msg.as_bytes().to_vec(),
                     auth: auth.clone(),
                     lifetime,
+                    reserve,
                 },
             ),
         );
@@ -107,6 +107,8 @@ impl Server {
             five_tuple: ft,
             ipv6,
             even_port: even_port.is_some(),
+            reserve,
+            reservation,
             dont_fragment,
         }));
         Ok(())
@@ -136,15 +138,16 @@ impl Server {
         let relay = SocketAddr::new(self.config.relay_ip, port);
         let tid = msg.transaction_id();
         let lifetime_secs = u32::try_from(p.lifetime.as_secs()).unwrap_or(u32::MAX);
-        let bytes = response::success(
-            &msg,
-            &[
-                &XorRelayedAddress::new(relay, tid),
-                &Lifetime::new(lifetime_secs),
-                &XorMappedAddress::new(ft.client, tid),
-            ],
-            Some(&p.auth),
-        );
+        let xra = XorRelayedAddress::new(relay, tid);
+        let life = Lifetime::new(lifetime_secs);
+        let xma = XorMappedAddress::new(ft.client, tid);
+        let reservation = p.reserve.map(ReservationToken::new);
+        let mut attrs: Vec<&dyn stun_types::attribute::AttributeWrite> = vec![&xra, &life];
+        if let Some(r) = &reservation {
+            attrs.push(r);
+        }
+        attrs.push(&xma);
+        let bytes = response::success(&msg, &attrs, Some(&p.auth));
         self.allocations.insert(
             ft,
             Allocation {
@@ -170,6 +173,14 @@ impl Server {
             user: p.auth.user.clone(),
         });
         self.respond(ft, bytes);
+    }
+
+    /// A reservation token: unguessable without the nonce key, distinct per request.
+    fn reservation_token(&mut self, ft: FiveTuple) -> u64 {
+        let n = self.next_token() ^ (u64::from(ft.client.port()) << 48);
+        let s = self.nonces.make(n);
+        // A nonce is 16 hex digits of input then 16 of MAC: take the MAC.
+        u64::from_str_radix(&s[16..], 16).unwrap_or(n)
     }
 
     pub(crate) fn release_user(&mut self, user: &str) {

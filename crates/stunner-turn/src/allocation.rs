@@ -15,8 +15,10 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 /// Lowest channel number (RFC 8656 §12).
 pub const MIN_CHANNEL: u16 = 0x4000;
-/// Highest channel number.
-pub const MAX_CHANNEL: u16 = 0x4FFF;
+/// Highest channel number accepted. RFC 8656 §12 assigns 0x4000–0x4FFF, but RFC 5766
+/// allowed up to 0x7FFE and deployed clients (coturn's among them) still pick numbers
+/// there, so we accept the older range.
+pub const MAX_CHANNEL: u16 = 0x7FFE;
 
 /// A bound channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

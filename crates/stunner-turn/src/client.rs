@@ -259,7 +259,7 @@ impl Client {
     /// Reads one datagram or stream frame from the server.
     pub fn receive(&mut self, data: &[u8]) -> Received {
         match data.first() {
-            Some(0x40..=0x4F) if data.len() >= 4 => {
+            Some(0x40..=0x7F) if data.len() >= 4 => {
                 let ch = u16::from_be_bytes([data[0], data[1]]);
                 let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
                 if 4 + len > data.len() {

@@ -56,6 +56,16 @@ pub enum Event {
         /// The username presented.
         username: String,
     },
+    /// A request was answered with an error (other than the 401 challenge that starts
+    /// every authentication).
+    RequestFailed {
+        /// The client.
+        client: SocketAddr,
+        /// The STUN method, e.g. 0x0009 for ChannelBind.
+        method: u16,
+        /// Why.
+        error: crate::Error,
+    },
     /// A request failed authentication.
     AuthRejected {
         /// The client.

@@ -30,7 +30,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, FramingError> {
             }
             Ok(Some(20 + len))
         }
-        Some(0x40..=0x4F) => {
+        Some(0x40..=0x7F) => {
             if buf.len() < 4 {
                 return Ok(None);
             }
@@ -54,6 +54,8 @@ mod tests {
         assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x05]), Ok(Some(12)));
         assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x08]), Ok(Some(12)));
         assert_eq!(frame_len(&[0x40, 0x00, 0x00, 0x00]), Ok(Some(4)));
+        assert_eq!(frame_len(&[0x7F, 0xFE, 0x00, 0x01]), Ok(Some(8)));
         assert_eq!(frame_len(&[0x16, 0x03]), Err(FramingError));
+        assert_eq!(frame_len(&[0x80, 0x00]), Err(FramingError));
     }
 }

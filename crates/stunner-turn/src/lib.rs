@@ -52,7 +52,8 @@ pub use event::{DropReason, Event};
 pub use framing::{FramingError, frame_len};
 pub use policy::PeerPolicy;
 pub use server::{
-    CHANNEL_HEADROOM, CHANNEL_TAILROOM, Forward, Output, RelayRequest, Server, ServerConfig,
+    CHANNEL_HEADROOM, CHANNEL_TAILROOM, Forward, Output, RESERVATION_LIFETIME, RelayRequest,
+    Server, ServerConfig,
 };
 pub use stats::{ClusterStats, Counter, Stats};
 pub use transport::{FiveTuple, Source, Transmit, TransportKind};

@@ -77,6 +77,13 @@ impl Server {
         };
         let bytes = response::error(msg, err, challenge, &[], auth);
         self.respond(ft, bytes);
+        if *err != Error::Unauthorized("no message integrity") {
+            self.event(Event::RequestFailed {
+                client: ft.client,
+                method: msg.method().value(),
+                error: err.clone(),
+            });
+        }
     }
 
     pub(crate) fn handle_request(&mut self, now: Instant, ft: FiveTuple, msg: &Message<'_>) {

@@ -84,6 +84,13 @@ pub struct RelayRequest {
     pub ipv6: bool,
     /// RFC 8656 §14.6 EVEN-PORT: the port must be even.
     pub even_port: bool,
+    /// EVEN-PORT with the R bit (RFC 8656 §7.2): also bind the next port up and hold
+    /// it under this reservation token for [`RESERVATION_LIFETIME`]. Reservations are
+    /// the IO layer's: the Allocate that presents the token may land on another worker.
+    pub reserve: Option<u64>,
+    /// RESERVATION-TOKEN presented: open the socket held under it (answer `None` if
+    /// there is none; the client gets 508).
+    pub reservation: Option<u64>,
     /// RFC 8656 §14.8 DONT-FRAGMENT: set DF on the relay socket.
     pub dont_fragment: bool,
 }
@@ -118,7 +125,11 @@ pub(crate) struct PendingAllocate {
     pub(crate) request: Vec<u8>,
     pub(crate) auth: crate::auth::Authenticated,
     pub(crate) lifetime: Duration,
+    pub(crate) reserve: Option<u64>,
 }
+
+/// How long a reserved port is held (RFC 8656 §7.2 suggests about 30 s).
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
 
 /// A sans-IO TURN server for one listener socket.
 pub struct Server {
@@ -254,7 +265,7 @@ impl Server {
                 self.handle_stun(now, five_tuple, data);
                 None
             }
-            Some(0x40..=0x4F) => self.handle_channel_data(now, five_tuple, data),
+            Some(0x40..=0x7F) => self.handle_channel_data(now, five_tuple, data),
             _ => {
                 self.drop_packet(DropReason::Malformed);
                 None

@@ -195,8 +195,12 @@ fn allocate_errors() {
         allocate_error(&[&udp, &RequestedAddressFamily::new(AddressFamily::IPV4)]),
         0
     );
-    assert_eq!(allocate_error(&[&udp, &EvenPort::new(true)]), 508);
-    assert_eq!(allocate_error(&[&udp, &ReservationToken::new(1)]), 508);
+    assert_eq!(allocate_error(&[&udp, &EvenPort::new(true)]), 0);
+    assert_eq!(
+        allocate_error(&[&udp, &ReservationToken::new(1)]),
+        508,
+        "unknown token"
+    );
     assert_eq!(
         allocate_error(&[&udp, &ReservationToken::new(1), &EvenPort::new(false)]),
         400
@@ -439,4 +443,58 @@ fn stun_only_mode() {
         c.expect_error(&mut sim, Request::Allocate { lifetime: None }),
         400
     );
+}
+
+#[test]
+fn even_port_reservations() {
+    let mut sim = Sim::open_cluster();
+    let udp = RequestedTransport::new(RequestedTransport::UDP);
+    let first = TestClient::user("192.0.2.10:1").ft;
+    let (code, resp) = signed(
+        &mut sim,
+        first,
+        ALLOCATE,
+        1,
+        &[&udp, &EvenPort::new(true)],
+        IntegrityAlgorithm::Sha1,
+    );
+    assert_eq!(code, 0);
+    assert!(sim.opened[0].even_port);
+    let m = Message::from_bytes(&resp).unwrap();
+    let relayed = m
+        .attribute::<turn_types::attribute::XorRelayedAddress>()
+        .unwrap()
+        .addr(m.transaction_id());
+    assert_eq!(relayed.port() % 2, 0);
+    let token = m.attribute::<ReservationToken>().unwrap().token();
+    assert_eq!(sim.opened[0].reserve, Some(token));
+    // A second allocation with the token gets the next port up.
+    let second = TestClient::user("192.0.2.10:2").ft;
+    let (code, resp) = signed(
+        &mut sim,
+        second,
+        ALLOCATE,
+        2,
+        &[&udp, &ReservationToken::new(token)],
+        IntegrityAlgorithm::Sha1,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(sim.opened[1].reservation, Some(token));
+    let m = Message::from_bytes(&resp).unwrap();
+    let r2 = m
+        .attribute::<turn_types::attribute::XorRelayedAddress>()
+        .unwrap()
+        .addr(m.transaction_id());
+    assert_eq!(r2.port(), relayed.port() + 1);
+    // A token is good once.
+    let third = TestClient::user("192.0.2.10:3").ft;
+    let (code, _) = signed(
+        &mut sim,
+        third,
+        ALLOCATE,
+        3,
+        &[&udp, &ReservationToken::new(token)],
+        IntegrityAlgorithm::Sha1,
+    );
+    assert_eq!(code, 508);
 }

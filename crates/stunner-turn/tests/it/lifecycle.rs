@@ -230,10 +230,19 @@ fn draining_refuses_new_allocations_and_keeps_old_ones() {
     let mut c = TestClient::user("192.0.2.10:40000");
     let relay = c.allocate(&mut sim);
     let peer = addr("10.1.0.5:9000");
-    c.exchange(&mut sim, Request::ChannelBind { channel: 0x4000, peer });
+    c.exchange(
+        &mut sim,
+        Request::ChannelBind {
+            channel: 0x4000,
+            peer,
+        },
+    );
     sim.server.set_draining(true);
     let mut late = TestClient::user("192.0.2.10:40001");
-    assert_eq!(late.expect_error(&mut sim, Request::Allocate { lifetime: None }), 508);
+    assert_eq!(
+        late.expect_error(&mut sim, Request::Allocate { lifetime: None }),
+        508
+    );
     assert_eq!(
         c.exchange(&mut sim, Request::Refresh { lifetime: 600 }),
         Received::Refreshed { lifetime: 600 }

@@ -46,6 +46,8 @@ pub struct Sim {
     /// (peer, relayed address it came from, payload)
     pub to_peers: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     pub events: Vec<Event>,
+    /// Held relay ports by reservation token (the IO layer's job).
+    pub reservations: HashMap<u64, u16>,
 }
 
 impl Sim {
@@ -63,6 +65,7 @@ impl Sim {
             to_clients: HashMap::new(),
             to_peers: Vec::new(),
             events: Vec::new(),
+            reservations: HashMap::new(),
         }
     }
 
@@ -85,10 +88,22 @@ impl Sim {
                         continue;
                     }
                     self.opened.push(req.clone());
-                    let port = (!self.no_ports).then(|| {
-                        self.next_port += 1;
-                        self.next_port
-                    });
+                    let port = match req.reservation {
+                        Some(t) => self.reservations.remove(&t),
+                        None if self.no_ports => None,
+                        None => {
+                            self.next_port += 1;
+                            if req.even_port && self.next_port % 2 == 1 {
+                                self.next_port += 1;
+                            }
+                            let p = self.next_port;
+                            if let Some(t) = req.reserve {
+                                self.next_port += 1;
+                                self.reservations.insert(t, p + 1);
+                            }
+                            Some(p)
+                        }
+                    };
                     self.server.handle_relay_opened(self.now, req.token, port);
                 }
                 Output::CloseRelay(a) => self.closed.push(a),

@@ -1,0 +1,120 @@
+//! The health-check server (`/live`, `/ready`, `/status`), upstream-compatible.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::{Value, json};
+use stunner_config::StunnerConfig;
+
+/// What the admin server reports; written by the control loop.
+#[derive(Debug, Default)]
+pub struct AdminState {
+    /// A non-zero config is applied and its listeners run.
+    pub ready: AtomicBool,
+    /// Graceful shutdown has begun.
+    pub terminating: AtomicBool,
+    /// Keep `/ready` at 200 while draining.
+    pub force_ready: bool,
+    /// The `/status` document.
+    pub status: Mutex<Value>,
+}
+
+impl AdminState {
+    fn is_ready(&self) -> bool {
+        let terminating = self.terminating.load(Ordering::Relaxed);
+        self.ready.load(Ordering::Relaxed) && (!terminating || self.force_ready)
+    }
+}
+
+/// The config as `/status` shows it: credentials and key material masked.
+pub fn masked_json(c: &StunnerConfig) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Some(creds) = v
+        .pointer_mut("/auth/credentials")
+        .and_then(Value::as_object_mut)
+    {
+        for val in creds.values_mut() {
+            *val = json!(stunner_config::SECRET);
+        }
+    }
+    if let Some(ls) = v.pointer_mut("/listeners").and_then(Value::as_array_mut) {
+        for l in ls {
+            for k in ["cert", "key"] {
+                if let Some(x) = l.get_mut(k) {
+                    *x = json!(stunner_config::SECRET);
+                }
+            }
+        }
+    }
+    if let Some(h) = v.pointer_mut("/admin/license_config/hmac") {
+        *h = json!(stunner_config::SECRET);
+    }
+    v
+}
+
+fn router(state: Arc<AdminState>) -> Router {
+    let ready = state.clone();
+    let status = state;
+    Router::new()
+        .route("/live", get(|| async { axum::Json(json!({})) }))
+        .route(
+            "/ready",
+            get(move || {
+                let ok = ready.is_ready();
+                async move {
+                    if ok {
+                        (
+                            StatusCode::OK,
+                            axum::Json(json!({"status": 200, "message": "READY"})),
+                        )
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(json!({"status": 503, "message": "stunnerd not ready"})),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/status",
+            get(move || {
+                let doc = status
+                    .status
+                    .lock()
+                    .map(|s| s.clone())
+                    .unwrap_or(Value::Null);
+                async move { axum::Json(doc).into_response() }
+            }),
+        )
+}
+
+/// A running admin server.
+pub(crate) struct AdminServer {
+    /// The bound address.
+    pub(crate) addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Binds and serves.
+    pub(crate) async fn start(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = router(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// Stops serving.
+    pub(crate) fn stop(self) {
+        self.task.abort();
+    }
+}

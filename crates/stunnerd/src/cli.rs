@@ -1,0 +1,82 @@
+//! Command line and environment, compatible with the Go stunnerd.
+
+use clap::Parser;
+
+/// stunnerd: the STUNner-rs dataplane, a TURN server for Kubernetes.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "stunnerd", version, about, long_about = None)]
+pub struct Args {
+    /// Config origin: `file://<path>`, a CDS server (`http://`, `ws://`, `host:port`).
+    /// A bare path (`/etc/stunnerd.conf`) is read as a file; upstream would take it for
+    /// a CDS address. Default: $STUNNER_CONFIG_ORIGIN, else `:13478`.
+    #[arg(short = 'c', long = "config", env = "STUNNER_CONFIG_ORIGIN")]
+    pub config: Option<String>,
+
+    /// Watch the origin and apply every change (starts on an empty config).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+
+    /// Instance id `<namespace>/<name>`; default $STUNNER_NAMESPACE/$STUNNER_NAME.
+    #[arg(short = 'i', long)]
+    pub id: Option<String>,
+
+    /// SO_REUSEPORT sockets (one worker thread each) per TURN-UDP listener; 0 is one
+    /// socket.
+    #[arg(short = 'u', long = "udp-thread-num", default_value_t = 0)]
+    pub udp_thread_num: usize,
+
+    /// Log level spec `<scope>:<LEVEL>[,…]` (e.g. `all:INFO,turn:DEBUG`); overrides the
+    /// config's `admin.loglevel`.
+    #[arg(short = 'l', long = "log")]
+    pub log: Option<String>,
+
+    /// Log format.
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Load, validate and plan the config, print what would run (secrets masked) and
+    /// exit, opening no socket. Exits non-zero on a bad config.
+    #[arg(short = 'd', long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Keep `/ready` at 200 while draining (for kube-proxies that stop UDP to not-ready
+    /// pods).
+    #[arg(long = "force-ready-status")]
+    pub force_ready_status: bool,
+
+    /// Verbose: same as `-l all:DEBUG`.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// A TURN URI (`turn://user:pass@host:port?transport=udp`) for a one-line server;
+    /// `-c` and `-w` are then ignored.
+    pub uri: Option<String>,
+}
+
+impl Args {
+    /// The instance id.
+    pub fn instance_id(&self) -> String {
+        if let Some(id) = &self.id {
+            return id.clone();
+        }
+        match (
+            std::env::var("STUNNER_NAMESPACE"),
+            std::env::var("STUNNER_NAME"),
+        ) {
+            (Ok(ns), Ok(n)) if !ns.is_empty() && !n.is_empty() => format!("{ns}/{n}"),
+            _ => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                format!("default/stunnerd-{host}")
+            }
+        }
+    }
+
+    /// The log level spec in force: `-l`, else `-v`, else `None` (the config's).
+    pub fn log_override(&self) -> Option<String> {
+        self.log
+            .clone()
+            .or_else(|| self.verbose.then(|| "all:DEBUG".to_string()))
+    }
+}

@@ -1,0 +1,23 @@
+//! stunnerd, the STUNner-rs dataplane: TURN listeners served by worker threads (one
+//! `SO_REUSEPORT` socket and one sans-IO TURN core each for UDP), configs applied by
+//! diff without dropping allocations, upstream-compatible admin endpoints, and a
+//! graceful shutdown that waits for allocations to end.
+
+mod admin;
+pub mod cli;
+mod daemon;
+mod error;
+mod listener;
+pub mod logging;
+mod net;
+pub mod plan;
+mod relays;
+pub mod run;
+pub mod source;
+mod tcp;
+mod udp;
+mod worker;
+
+pub use admin::{AdminState, masked_json};
+pub use daemon::Daemon;
+pub use error::Error;

@@ -1,0 +1,124 @@
+//! A running listener: its worker threads (N for TURN-UDP, one for TURN-TCP).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use stunner_config::{ListenerConfig, ListenerProtocol, StunnerConfig};
+use stunner_turn::ServerConfig;
+
+use crate::relays::Reservations;
+use crate::worker::{Control, Handle};
+use crate::{Error, net, tcp, udp};
+
+pub(crate) struct Listener {
+    pub(crate) config: ListenerConfig,
+    workers: Vec<Handle>,
+}
+
+impl Listener {
+    /// Binds the listener's sockets and starts its workers.
+    pub(crate) fn start(
+        config: &StunnerConfig,
+        l: &ListenerConfig,
+        udp_threads: usize,
+        reservations: &Arc<Reservations>,
+    ) -> Result<Self, Error> {
+        let sc = ServerConfig::for_listener(config, &l.name)?;
+        let spawn_err = Error::io("cannot start worker thread");
+        let mut workers = Vec::new();
+        match l.protocol {
+            ListenerProtocol::TurnUdp => {
+                let n = udp_threads.max(1);
+                // Bind every socket first so that a bind error starts nothing.
+                let sockets = (0..n)
+                    .map(|_| net::udp_listener(l.port, udp_threads > 0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for s in sockets {
+                    workers.push(
+                        udp::spawn(&l.name, s, sc.clone(), reservations.clone())
+                            .map_err(Error::io("cannot start worker thread"))?,
+                    );
+                }
+            }
+            ListenerProtocol::TurnTcp => {
+                let s = net::tcp_listener(l.port)?;
+                workers.push(tcp::spawn(&l.name, s, sc, reservations.clone()).map_err(spawn_err)?);
+            }
+            ListenerProtocol::TurnTls | ListenerProtocol::TurnDtls => {
+                return Err(Error::Unsupported(format!(
+                    "listener {:?}: {} is not implemented yet",
+                    l.name, l.protocol
+                )));
+            }
+        }
+        tracing::info!(target: "stunnerd", listener = %l.name, protocol = %l.protocol, port = l.port,
+            workers = workers.len(), "listener started");
+        Ok(Self {
+            config: l.clone(),
+            workers,
+        })
+    }
+
+    /// Pushes a new config to every worker (applied between batches).
+    pub(crate) fn update(
+        &mut self,
+        config: &StunnerConfig,
+        l: &ListenerConfig,
+    ) -> Result<(), Error> {
+        let sc = ServerConfig::for_listener(config, &l.name)?;
+        for w in &self.workers {
+            w.send(Control::Config(Box::new(sc.clone())));
+        }
+        self.config = l.clone();
+        Ok(())
+    }
+
+    pub(crate) fn resolved(&self, name: &str, addrs: &[std::net::IpAddr]) {
+        for w in &self.workers {
+            w.send(Control::Resolved(name.to_string(), addrs.to_vec()));
+        }
+    }
+
+    pub(crate) fn drain(&self) {
+        for w in &self.workers {
+            w.send(Control::Drain);
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        for w in &mut self.workers {
+            w.stop();
+        }
+        tracing::info!(target: "stunnerd", listener = %self.config.name, "listener stopped");
+    }
+
+    pub(crate) fn allocations(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.shared.allocations.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn counters(&self) -> [u64; 4] {
+        let mut c = [0; 4];
+        for w in &self.workers {
+            c[0] += w.shared.rx_packets.load(Ordering::Relaxed);
+            c[1] += w.shared.tx_packets.load(Ordering::Relaxed);
+            c[2] += w.shared.rx_bytes.load(Ordering::Relaxed);
+            c[3] += w.shared.tx_bytes.load(Ordering::Relaxed);
+        }
+        c
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.stop();
+        }
+    }
+}

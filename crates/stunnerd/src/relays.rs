@@ -1,0 +1,137 @@
+//! The relay sockets of one worker, registered in its poll.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use stunner_turn::{RESERVATION_LIFETIME, RelayRequest};
+
+use crate::net;
+
+/// Tokens from here up are relay sockets.
+pub(crate) const FIRST_RELAY_TOKEN: usize = 1 << 20;
+
+pub(crate) struct Relay {
+    pub(crate) socket: UdpSocket,
+    /// The advertised relayed address (relay IP, socket port): the core's name for it.
+    pub(crate) addr: SocketAddr,
+}
+
+/// Relay ports held for a RESERVATION-TOKEN (RFC 8656 §7.2), shared by every worker:
+/// the Allocate that presents a token may hash to another worker than the one that
+/// reserved it. Touched only by Allocates with EVEN-PORT or RESERVATION-TOKEN.
+#[derive(Debug, Default)]
+pub(crate) struct Reservations(Mutex<HashMap<u64, (std::net::UdpSocket, u16, Instant)>>);
+
+impl Reservations {
+    fn hold(&self, token: u64, socket: std::net::UdpSocket, port: u16) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(token, (socket, port, Instant::now() + RESERVATION_LIFETIME));
+        }
+    }
+
+    fn take(&self, token: u64) -> Option<(std::net::UdpSocket, u16)> {
+        let mut m = self.0.lock().ok()?;
+        m.remove(&token)
+            .filter(|(_, _, exp)| *exp > Instant::now())
+            .map(|(s, p, _)| (s, p))
+    }
+
+    /// Closes reservations nobody claimed in time.
+    pub(crate) fn expire(&self, now: Instant) {
+        if let Ok(mut m) = self.0.lock()
+            && !m.is_empty()
+        {
+            m.retain(|_, (_, _, exp)| *exp > now);
+        }
+    }
+}
+
+/// Relay sockets by poll token and by relayed address.
+pub(crate) struct Relays {
+    by_token: HashMap<Token, Relay>,
+    by_addr: HashMap<SocketAddr, Token>,
+    reservations: Arc<Reservations>,
+    next: usize,
+}
+
+impl Relays {
+    pub(crate) fn new(reservations: Arc<Reservations>) -> Self {
+        Self {
+            by_token: HashMap::new(),
+            by_addr: HashMap::new(),
+            reservations,
+            next: 0,
+        }
+    }
+
+    pub(crate) fn reservations(&self) -> &Reservations {
+        &self.reservations
+    }
+
+    /// Opens a relay socket for `req`; returns its port, `None` on failure (the core
+    /// answers 508).
+    pub(crate) fn open(
+        &mut self,
+        registry: &Registry,
+        relay_ip: IpAddr,
+        req: &RelayRequest,
+    ) -> Option<u16> {
+        let (std_sock, port) = if let Some(t) = req.reservation {
+            self.reservations.take(t)?
+        } else {
+            match net::relay_socket(
+                req.ipv6,
+                req.even_port,
+                req.reserve.is_some(),
+                req.dont_fragment,
+            ) {
+                Ok((s, port, next)) => {
+                    if let (Some(n), Some(t)) = (next, req.reserve) {
+                        self.reservations.hold(t, n, port + 1);
+                    }
+                    (s, port)
+                }
+                Err(e) => {
+                    tracing::warn!(target: "relay", error = %e, "cannot open relay socket");
+                    return None;
+                }
+            }
+        };
+        let mut socket = UdpSocket::from_std(std_sock);
+        let token = Token(FIRST_RELAY_TOKEN + self.next);
+        self.next = (self.next + 1) % (usize::MAX - FIRST_RELAY_TOKEN);
+        if let Err(e) = registry.register(&mut socket, token, Interest::READABLE) {
+            tracing::warn!(target: "relay", error = %e, "cannot register relay socket");
+            return None;
+        }
+        let addr = SocketAddr::new(relay_ip, port);
+        self.by_addr.insert(addr, token);
+        self.by_token.insert(token, Relay { socket, addr });
+        Some(port)
+    }
+
+    pub(crate) fn close(&mut self, registry: &Registry, addr: SocketAddr) {
+        if let Some(t) = self.by_addr.remove(&addr)
+            && let Some(mut r) = self.by_token.remove(&t)
+        {
+            let _ = registry.deregister(&mut r.socket);
+        }
+    }
+
+    pub(crate) fn get(&self, token: Token) -> Option<&Relay> {
+        self.by_token.get(&token)
+    }
+
+    /// Sends from the relay socket of relayed address `from` to a peer.
+    pub(crate) fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let Some(r) = self.by_addr.get(&from).and_then(|t| self.by_token.get(t)) else {
+            return;
+        };
+        // UDP: a full send buffer drops the datagram, as the network would.
+        let _ = r.socket.send_to(data, to);
+    }
+}

@@ -1,0 +1,256 @@
+//! The control loop: load or watch the config, apply it, serve the admin endpoints,
+//! and shut down gracefully on SIGTERM/SIGINT.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::json;
+use stunner_config::{ListenerProtocol, StunnerConfig, defaults};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::admin::{AdminServer, AdminState, masked_json};
+use crate::cli::Args;
+use crate::daemon::Daemon;
+use crate::logging::{self, LogHandle};
+use crate::source::{self, Origin};
+use crate::{Error, plan};
+
+/// How often a watched file is read.
+const FILE_POLL: Duration = Duration::from_secs(1);
+/// How often STRICT_DNS names are re-resolved (upstream: 5 s).
+const DNS_PERIOD: Duration = Duration::from_secs(5);
+
+/// The config to start from, `None` for a watch that starts empty.
+fn initial(args: &Args) -> Result<(Option<StunnerConfig>, Option<Origin>), Error> {
+    if let Some(uri) = &args.uri {
+        let c = StunnerConfig::from_turn_uri(uri, None)?;
+        if c.listeners.iter().any(|l| l.protocol.needs_certificate()) {
+            return Err(Error::Unsupported(
+                "TLS/DTLS URIs are not implemented yet".into(),
+            ));
+        }
+        return Ok((Some(c), None));
+    }
+    let origin = Origin::parse(
+        args.config
+            .as_deref()
+            .unwrap_or(defaults::CONFIG_DISCOVERY_ADDRESS),
+    );
+    match &origin {
+        Origin::Cds(url) => Err(Error::Origin(
+            url.clone(),
+            "the CDS client is not implemented yet; use file://<path> or a TURN URI",
+        )),
+        Origin::File(p) if !args.watch || args.dry_run => {
+            Ok((Some(source::load_file(p)?), Some(origin.clone())))
+        }
+        Origin::File(_) => Ok((None, Some(origin))),
+    }
+}
+
+/// Runs stunnerd; the exit code of the process.
+pub async fn run(args: Args) -> ExitCode {
+    let spec = args
+        .log_override()
+        .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
+    let log = logging::init(&spec, args.log_format == "json");
+    let (first, origin) = match initial(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("stunnerd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.dry_run {
+        if let Some(c) = &first {
+            print!("{}", plan::summary(c, args.udp_thread_num));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let id = args.instance_id();
+    let state = Arc::new(AdminState {
+        force_ready: args.force_ready_status,
+        ..Default::default()
+    });
+    let mut ctl = Control {
+        daemon: Daemon::new(args.udp_thread_num),
+        state: state.clone(),
+        admin: None,
+        admin_endpoint: None,
+        log,
+        log_override: args.log_override(),
+    };
+
+    let (tx, mut rx) = mpsc::channel::<StunnerConfig>(4);
+    match first {
+        Some(c) => {
+            if let Err(e) = ctl.apply(c).await {
+                eprintln!("stunnerd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        None => {
+            // Watch mode starts on the zero config: not ready until a real one arrives.
+            let _ = ctl.apply(StunnerConfig::zero(&id)).await;
+        }
+    }
+    let mut watching = false;
+    if args.watch
+        && args.uri.is_none()
+        && let Some(Origin::File(p)) = origin
+    {
+        source::watch_file(p, FILE_POLL, tx.clone());
+        watching = true;
+    }
+    drop(tx);
+
+    let (Ok(mut sigterm), Ok(mut sigint)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("stunnerd: cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dns = tokio::time::interval(DNS_PERIOD);
+    loop {
+        tokio::select! {
+            c = rx.recv(), if watching => match c {
+                Some(c) if c.is_zero() => tracing::info!(target: "stunnerd", "ignoring deleted (zero) config"),
+                Some(c) => {
+                    if let Err(e) = ctl.apply(c).await {
+                        tracing::error!(target: "reconciler", "config rejected, running config unchanged: {e}");
+                    }
+                }
+                None => watching = false,
+            },
+            _ = tick.tick() => ctl.publish_status(),
+            _ = dns.tick() => tokio::task::block_in_place(|| ctl.daemon.resolve_dns()),
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+
+    // Graceful shutdown.
+    let n = ctl.daemon.allocations();
+    tracing::info!(target: "stunnerd", "commencing graceful shutdown with {n} active allocation(s)");
+    state.terminating.store(true, Ordering::Relaxed);
+    ctl.daemon.drain();
+    ctl.publish_status();
+    loop {
+        if ctl.daemon.allocations() == 0 {
+            tracing::info!(target: "stunnerd", "normal exit on graceful shutdown");
+            break;
+        }
+        tokio::select! {
+            _ = tick.tick() => ctl.publish_status(),
+            _ = sigterm.recv() => { tracing::warn!(target: "stunnerd", "second signal: exiting now"); break; }
+            _ = sigint.recv() => { tracing::warn!(target: "stunnerd", "second signal: exiting now"); break; }
+        }
+    }
+    ctl.daemon.stop();
+    if let Some(a) = ctl.admin.take() {
+        a.stop();
+    }
+    ExitCode::SUCCESS
+}
+
+struct Control {
+    daemon: Daemon,
+    state: Arc<AdminState>,
+    admin: Option<AdminServer>,
+    admin_endpoint: Option<String>,
+    log: LogHandle,
+    log_override: Option<String>,
+}
+
+impl Control {
+    async fn apply(&mut self, mut c: StunnerConfig) -> Result<(), Error> {
+        if let Some(l) = &self.log_override {
+            c.admin.log_level = l.clone();
+        }
+        self.daemon.apply(c.clone())?;
+        self.log.set(&c.admin.log_level);
+        self.ensure_admin(&c).await;
+        tokio::task::block_in_place(|| self.daemon.resolve_dns());
+        let ready = !c.is_zero() && self.daemon.listeners_up();
+        if ready {
+            self.state.ready.store(true, Ordering::Relaxed);
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    /// (Re)binds the health-check server when its endpoint changed. Allocations are not
+    /// affected.
+    async fn ensure_admin(&mut self, c: &StunnerConfig) {
+        let want = c.admin.healthcheck_endpoint.clone().unwrap_or_default();
+        if self.admin_endpoint.as_deref() == Some(want.as_str()) {
+            return;
+        }
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+        self.admin_endpoint = Some(want);
+        let Some(h) = c.admin.healthcheck() else {
+            return;
+        };
+        let ip: IpAddr = if h.host.is_empty() {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            match h.host.trim_matches(['[', ']']).parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    tracing::error!(target: "admin", host = %h.host, "health-check host must be an IP address");
+                    return;
+                }
+            }
+        };
+        match AdminServer::start(SocketAddr::new(ip, h.port), self.state.clone()).await {
+            Ok(a) => {
+                tracing::info!(target: "admin", addr = %a.addr, "health-check server started");
+                self.admin = Some(a);
+            }
+            Err(e) => {
+                tracing::error!(target: "admin", port = h.port, error = %e, "cannot start health-check server")
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let Some(c) = self.daemon.config() else {
+            return;
+        };
+        let mut doc = masked_json(c);
+        let status = if self.state.terminating.load(Ordering::Relaxed) {
+            "TERMINATING"
+        } else if self.state.ready.load(Ordering::Relaxed) {
+            "READY"
+        } else {
+            "NOT-READY"
+        };
+        doc["allocationCount"] = json!(self.daemon.allocations());
+        doc["status"] = json!(status);
+        doc["listener_stats"] = self
+            .daemon
+            .listener_stats()
+            .into_iter()
+            .map(|(name, workers, c, allocs)| {
+                json!({"name": name, "workers": workers, "allocations": allocs,
+                       "rx": {"pkts": c[0], "bytes": c[2]}, "tx": {"pkts": c[1], "bytes": c[3]}})
+            })
+            .collect();
+        if let Ok(mut s) = self.state.status.lock() {
+            *s = doc;
+        }
+    }
+}
+
+/// Whether a protocol is served by this build.
+pub(crate) fn served(p: ListenerProtocol) -> bool {
+    matches!(p, ListenerProtocol::TurnUdp | ListenerProtocol::TurnTcp)
+}

@@ -1,0 +1,317 @@
+//! A TURN-TCP worker: the listener and all its connections in one poll loop, one TURN
+//! core for the listener. Streams are split into frames with `stunner_turn::frame_len`
+//! (RFC 8656 §12.5); a closed connection ends its allocation.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Poll, Token};
+use stunner_turn::{FiveTuple, ServerConfig, Source, frame_len};
+
+use crate::net;
+use crate::relays::Reservations;
+use crate::worker::{self, Clients, Control, Core, Shared, WAKER};
+
+const LISTENER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+/// A client that does not read its data gets this much queued, then is dropped.
+const MAX_QUEUED: usize = 4 << 20;
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    writable_armed: bool,
+}
+
+#[derive(Default)]
+struct Conns {
+    by_token: HashMap<Token, Conn>,
+    by_addr: HashMap<SocketAddr, Token>,
+    next: usize,
+    /// Connections to close after this turn (write failures, overflow).
+    dead: Vec<Token>,
+}
+
+impl Conns {
+    fn flush(&mut self, token: Token, poll: &Poll) {
+        let Some(c) = self.by_token.get_mut(&token) else {
+            return;
+        };
+        while !c.outbuf.is_empty() {
+            match c.stream.write(&c.outbuf) {
+                Ok(0) => {
+                    self.dead.push(token);
+                    return;
+                }
+                Ok(n) => {
+                    c.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.dead.push(token);
+                    return;
+                }
+            }
+        }
+        let want = !c.outbuf.is_empty();
+        if want != c.writable_armed {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = poll.registry().reregister(&mut c.stream, token, interest);
+            c.writable_armed = want;
+        }
+    }
+}
+
+struct TcpClients<'a> {
+    conns: &'a mut Conns,
+    poll: &'a Poll,
+    shared: &'a Shared,
+}
+
+impl Clients for TcpClients<'_> {
+    fn send(&mut self, to: SocketAddr, data: &[u8]) {
+        let Some(&t) = self.conns.by_addr.get(&to) else {
+            return;
+        };
+        if let Some(c) = self.conns.by_token.get_mut(&t) {
+            if c.outbuf.len() + data.len() > MAX_QUEUED {
+                self.conns.dead.push(t);
+                return;
+            }
+            c.outbuf.extend_from_slice(data);
+            self.shared.tx_packets.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .tx_bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        self.conns.flush(t, self.poll);
+    }
+}
+
+/// Starts the worker of a TCP listener.
+pub(crate) fn spawn(
+    name: &str,
+    listener: std::net::TcpListener,
+    config: ServerConfig,
+    reservations: Arc<Reservations>,
+) -> std::io::Result<worker::Handle> {
+    let listener_name = name.to_string();
+    worker::spawn(format!("tcp:{name}"), move |poll, rx, shared| {
+        run(
+            &listener_name,
+            poll,
+            rx,
+            shared,
+            TcpListener::from_std(listener),
+            config,
+            reservations,
+        );
+    })
+}
+
+fn run(
+    name: &str,
+    poll: Poll,
+    rx: mpsc::Receiver<Control>,
+    shared: Arc<Shared>,
+    mut listener: TcpListener,
+    config: ServerConfig,
+    reservations: Arc<Reservations>,
+) {
+    if let Err(e) = poll
+        .registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+    {
+        tracing::error!(target: "stunnerd", listener = name, error = %e, "cannot poll listener");
+        return;
+    }
+    let local = net::canonical(listener.local_addr().unwrap_or_else(|_| net::wildcard(0)));
+    let mut core = Core::new(name, config, shared.clone(), reservations);
+    let mut conns = Conns::default();
+    let mut events = worker::events();
+    let mut poll = poll;
+    loop {
+        let timeout = core.timeout(Instant::now());
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != ErrorKind::Interrupted
+        {
+            tracing::error!(target: "stunnerd", listener = name, error = %e, "poll failed");
+            return;
+        }
+        let mut tokens: Vec<(Token, bool)> = events
+            .iter()
+            .map(|e| (e.token(), e.is_writable()))
+            .collect();
+        tokens.extend(core.backlog.drain(..).map(|t| (t, false)));
+        for (token, writable) in tokens {
+            match token {
+                WAKER => {
+                    let mut clients = TcpClients {
+                        conns: &mut conns,
+                        poll: &poll,
+                        shared: &shared,
+                    };
+                    if !core.control(&rx, &poll, &mut clients) {
+                        return;
+                    }
+                }
+                LISTENER => accept(&mut listener, &mut conns, &poll),
+                t if t.0 < crate::relays::FIRST_RELAY_TOKEN => {
+                    if writable {
+                        conns.flush(t, &poll);
+                    }
+                    read_conn(&mut core, &mut conns, t, &poll, &shared, local);
+                }
+                t => {
+                    let mut clients = TcpClients {
+                        conns: &mut conns,
+                        poll: &poll,
+                        shared: &shared,
+                    };
+                    core.read_relay(t, &poll, &mut clients);
+                }
+            }
+        }
+        close_dead(&mut core, &mut conns, &poll, local);
+        let mut clients = TcpClients {
+            conns: &mut conns,
+            poll: &poll,
+            shared: &shared,
+        };
+        core.tick(&poll, &mut clients, Instant::now());
+    }
+}
+
+fn accept(listener: &mut TcpListener, conns: &mut Conns, poll: &Poll) {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let token = Token(FIRST_CONN + conns.next);
+                conns.next = (conns.next + 1) % (crate::relays::FIRST_RELAY_TOKEN - FIRST_CONN);
+                if poll
+                    .registry()
+                    .register(&mut stream, token, Interest::READABLE)
+                    .is_err()
+                {
+                    continue;
+                }
+                let peer = net::canonical(peer);
+                conns.by_addr.insert(peer, token);
+                conns.by_token.insert(
+                    token,
+                    Conn {
+                        stream,
+                        peer,
+                        inbuf: Vec::new(),
+                        outbuf: Vec::new(),
+                        writable_armed: false,
+                    },
+                );
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) => {
+                tracing::warn!(target: "stunnerd", error = %e, "accept failed");
+                return;
+            }
+        }
+    }
+}
+
+fn read_conn(
+    core: &mut Core,
+    conns: &mut Conns,
+    token: Token,
+    poll: &Poll,
+    shared: &Shared,
+    local: SocketAddr,
+) {
+    let mut chunk = [0u8; 16384];
+    loop {
+        let Some(c) = conns.by_token.get_mut(&token) else {
+            return;
+        };
+        match c.stream.read(&mut chunk) {
+            Ok(0) => {
+                conns.dead.push(token);
+                return;
+            }
+            Ok(n) => c.inbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => {
+                conns.dead.push(token);
+                return;
+            }
+        }
+        // Frames complete so far.
+        let peer = c.peer;
+        let mut frames = Vec::new();
+        loop {
+            match frame_len(&c.inbuf) {
+                Ok(Some(n)) if n <= c.inbuf.len() => {
+                    frames.push(c.inbuf.drain(..n).collect::<Vec<u8>>())
+                }
+                Ok(_) => break,
+                Err(_) => {
+                    conns.dead.push(token);
+                    break;
+                }
+            }
+        }
+        let ft = FiveTuple {
+            client: peer,
+            server: local,
+        };
+        for frame in frames {
+            shared.rx_packets.fetch_add(1, Ordering::Relaxed);
+            shared
+                .rx_bytes
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            let now = Instant::now();
+            if let Some(f) = core.server.handle_client(now, ft, &frame)
+                && let Source::Relay(r) = f.from
+            {
+                core.relays.send(r, f.to, &frame[f.range]);
+            }
+            let mut clients = TcpClients {
+                conns,
+                poll,
+                shared,
+            };
+            core.drain(poll, &mut clients, now);
+        }
+    }
+}
+
+fn close_dead(core: &mut Core, conns: &mut Conns, poll: &Poll, local: SocketAddr) {
+    let dead: Vec<Token> = std::mem::take(&mut conns.dead);
+    for t in dead {
+        if let Some(mut c) = conns.by_token.remove(&t) {
+            let _ = poll.registry().deregister(&mut c.stream);
+            conns.by_addr.remove(&c.peer);
+            core.server.handle_client_closed(FiveTuple {
+                client: c.peer,
+                server: local,
+            });
+        }
+    }
+    let mut clients = TcpClients {
+        conns,
+        poll,
+        shared: &core.shared.clone(),
+    };
+    core.drain(poll, &mut clients, Instant::now());
+}

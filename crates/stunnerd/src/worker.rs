@@ -1,0 +1,271 @@
+//! One worker thread: one client-side socket (a UDP listener socket of the
+//! `SO_REUSEPORT` set, or a TCP listener with its connections), its own TURN core and
+//! its own relay sockets, in one `mio` poll loop. Nothing is shared with other workers
+//! but a few counters; config changes arrive as messages between batches.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use stunner_turn::{CHANNEL_HEADROOM, CHANNEL_TAILROOM, Event, Output, Server, ServerConfig};
+
+use crate::relays::{Relays, Reservations};
+
+pub(crate) const WAKER: Token = Token(0);
+/// Packets read from one socket before others get a turn.
+pub(crate) const READ_BUDGET: usize = 64;
+
+/// A message to a worker.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A new config for the core (credentials, realm, policy…).
+    Config(Box<ServerConfig>),
+    /// New addresses of a STRICT_DNS name.
+    Resolved(String, Vec<IpAddr>),
+    /// Refuse new allocations; keep the rest.
+    Drain,
+    /// Close everything and exit.
+    Stop,
+}
+
+/// Counters a worker shares with the control plane (read for `/status` and shutdown).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) allocations: AtomicUsize,
+    pub(crate) rx_packets: AtomicU64,
+    pub(crate) tx_packets: AtomicU64,
+    pub(crate) rx_bytes: AtomicU64,
+    pub(crate) tx_bytes: AtomicU64,
+    pub(crate) stopped: AtomicBool,
+}
+
+/// A handle to a running worker.
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::Sender<Control>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Handle {
+    pub(crate) fn send(&self, c: Control) {
+        if self.tx.send(c).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Stops the worker and waits for it.
+    pub(crate) fn stop(&mut self) {
+        self.send(Control::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The client side of a worker: how to send to a client.
+pub(crate) trait Clients {
+    fn send(&mut self, to: SocketAddr, data: &[u8]);
+}
+
+/// The core, its relay sockets, and the loop pieces common to UDP and TCP workers.
+pub(crate) struct Core {
+    pub(crate) server: Server,
+    pub(crate) relays: Relays,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) name: String,
+    pub(crate) buf: Vec<u8>,
+    /// Sockets with data left after their read budget ran out.
+    pub(crate) backlog: VecDeque<Token>,
+    pub(crate) stopping: bool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        name: &str,
+        config: ServerConfig,
+        shared: Arc<Shared>,
+        reservations: Arc<Reservations>,
+    ) -> Self {
+        let mut key = [0u8; 32];
+        // A failure leaves a zero key: nonces stay valid but become forgeable; log it.
+        if getrandom::fill(&mut key).is_err() {
+            tracing::error!(target: "stunnerd", "no randomness for the nonce key");
+        }
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Self {
+            server: Server::new(config, Instant::now(), unix, key),
+            relays: Relays::new(reservations),
+            shared,
+            name: name.to_string(),
+            buf: vec![0; CHANNEL_HEADROOM + 65536 + CHANNEL_TAILROOM],
+            backlog: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    pub(crate) fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.backlog.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        // Wake at least once a second to notice a stopped control plane.
+        let t = self
+            .server
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+        Some(t.min(Duration::from_secs(1)))
+    }
+
+    /// Handles control messages; returns false when the worker must exit.
+    pub(crate) fn control(
+        &mut self,
+        rx: &mpsc::Receiver<Control>,
+        poll: &Poll,
+        clients: &mut dyn Clients,
+    ) -> bool {
+        while let Ok(c) = rx.try_recv() {
+            match c {
+                Control::Config(cfg) => self.server.set_config(*cfg),
+                Control::Resolved(name, addrs) => {
+                    self.server.policy_mut().set_resolved(&name, addrs)
+                }
+                Control::Drain => self.server.set_draining(true),
+                Control::Stop => {
+                    self.server.close_all();
+                    self.drain(poll, clients, Instant::now());
+                    self.stopping = true;
+                }
+            }
+        }
+        !self.stopping
+    }
+
+    /// Reads datagrams from relay socket `token` and relays them to clients.
+    pub(crate) fn read_relay(&mut self, token: Token, poll: &Poll, clients: &mut dyn Clients) {
+        for _ in 0..READ_BUDGET {
+            let Some(relay) = self.relays.get(token) else {
+                return;
+            };
+            let relay_addr = relay.addr;
+            let res = relay
+                .socket
+                .recv_from(&mut self.buf[CHANNEL_HEADROOM..CHANNEL_HEADROOM + 65536]);
+            let (n, peer) = match res {
+                Ok(x) => x,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            let now = Instant::now();
+            let peer = crate::net::canonical(peer);
+            if let Some(f) = self
+                .server
+                .handle_peer(now, relay_addr, peer, &mut self.buf, n)
+            {
+                clients.send(f.to, &self.buf[f.range]);
+            }
+            self.drain(poll, clients, now);
+        }
+        self.backlog.push_back(token);
+    }
+
+    /// Carries out the core's outputs.
+    pub(crate) fn drain(&mut self, poll: &Poll, clients: &mut dyn Clients, now: Instant) {
+        while let Some(o) = self.server.poll_output() {
+            match o {
+                Output::Transmit(t) => match t.from {
+                    stunner_turn::Source::Listener(_) => clients.send(t.to, &t.data),
+                    stunner_turn::Source::Relay(r) => self.relays.send(r, t.to, &t.data),
+                },
+                Output::OpenRelay(req) => {
+                    let ip = self.server.config().relay_ip;
+                    let port = self.relays.open(poll.registry(), ip, &req);
+                    self.server.handle_relay_opened(now, req.token, port);
+                }
+                Output::CloseRelay(a) => self.relays.close(poll.registry(), a),
+                Output::Event(e) => self.event(e),
+            }
+        }
+        self.shared
+            .allocations
+            .store(self.server.allocation_count(), Ordering::Relaxed);
+    }
+
+    fn event(&self, e: Event) {
+        let l = self.name.as_str();
+        match e {
+            Event::AuthAccepted { client, username } => {
+                tracing::debug!(target: "auth", listener = l, %client, username, "ACCEPTED");
+            }
+            Event::AuthRejected {
+                client,
+                username,
+                reason,
+            } => {
+                tracing::info!(target: "auth", listener = l, %client, ?username, reason, "REJECTED");
+            }
+            Event::AllocationCreated {
+                five_tuple,
+                relay,
+                user,
+            } => {
+                tracing::info!(target: "turn", listener = l, client = %five_tuple.client, %relay, user, "allocation created");
+            }
+            Event::AllocationDeleted {
+                five_tuple,
+                relay,
+                expired,
+            } => {
+                tracing::info!(target: "turn", listener = l, client = %five_tuple.client, %relay, expired, "allocation deleted");
+            }
+            Event::RequestFailed {
+                client,
+                method,
+                error,
+            } => {
+                tracing::debug!(target: "turn", listener = l, %client, method, code = error.code(), "request failed: {error}");
+            }
+            other => tracing::debug!(target: "turn", listener = l, event = ?other),
+        }
+    }
+
+    /// Runs the core's timers.
+    pub(crate) fn tick(&mut self, poll: &Poll, clients: &mut dyn Clients, now: Instant) {
+        self.relays.reservations().expire(now);
+        self.server.handle_timeout(now);
+        self.drain(poll, clients, now);
+    }
+}
+
+/// Spawns a worker thread running `body` with a fresh poll and a waker.
+pub(crate) fn spawn<F>(name: String, body: F) -> std::io::Result<Handle>
+where
+    F: FnOnce(Poll, mpsc::Receiver<Control>, Arc<Shared>) + Send + 'static,
+{
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared::default());
+    let s2 = shared.clone();
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let s3 = s2.clone();
+        body(poll, rx, s2);
+        s3.stopped.store(true, Ordering::Relaxed);
+    })?;
+    Ok(Handle {
+        tx,
+        waker,
+        shared,
+        thread: Some(thread),
+    })
+}
+
+/// A reusable event buffer size.
+pub(crate) fn events() -> Events {
+    Events::with_capacity(256)
+}
