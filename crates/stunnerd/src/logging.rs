@@ -74,7 +74,11 @@ pub fn init(spec: &str, json: bool) -> LogHandle {
             .try_init();
     } else {
         let _ = registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init();
     }
     LogHandle(handle)

@@ -1,1 +1,9 @@
-//! Integration tests of stunnerd.
+//! Integration tests of stunnerd: the real binary on loopback, driven by coturn's
+//! client tools and by our own sans-IO client over real sockets.
+#![allow(clippy::unwrap_used)] // a test fails loudly by design
+#![allow(unreachable_pub)] // helpers are shared between modules
+
+mod coturn;
+mod harness;
+mod lifecycle;
+mod policy;

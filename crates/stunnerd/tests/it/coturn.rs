@@ -1,0 +1,169 @@
+//! coturn's `turnutils_uclient` relays through stunnerd with 0 % loss against
+//! `turnutils_peer`, over UDP and TCP, with static and ephemeral credentials.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn need(tool: &str) {
+    assert!(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .status()
+            .is_ok_and(|s| s.success()),
+        "{tool} is missing: install Debian's coturn (scripts/test does)"
+    );
+}
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peer(port: u16) -> Peer {
+    need("turnutils_peer");
+    let p = Command::new("turnutils_peer")
+        .args(["-p", &port.to_string(), "-L", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    Peer(p)
+}
+
+/// Runs turnutils_uclient; returns (lost, sent, received) from its report.
+pub fn uclient(server: u16, peer: u16, extra: &[&str]) -> (u64, u64, u64) {
+    need("turnutils_uclient");
+    let mut args: Vec<String> = vec![
+        "-p".into(),
+        server.to_string(),
+        "-e".into(),
+        "127.0.0.1".into(),
+        "-r".into(),
+        peer.to_string(),
+        "-n".into(),
+        "30".into(),
+        "-m".into(),
+        "4".into(),
+        "-l".into(),
+        "120".into(),
+        "-z".into(),
+        "5".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("127.0.0.1".into());
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("turnutils_uclient")
+        .args(&args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let num_after = |key: &str| -> Option<u64> {
+        let i = text.rfind(key)? + key.len();
+        text[i..]
+            .trim_start_matches([' ', '='])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let lost = num_after("Total lost packets")
+        .unwrap_or_else(|| panic!("no report from uclient {args:?}:\n{text}"));
+    let sent = num_after("tot_send_msgs").unwrap_or(0);
+    let recv = num_after("tot_recv_msgs").unwrap_or(0);
+    (lost, sent, recv)
+}
+
+fn relays_without_loss(auth: &str, extra: &[&str]) {
+    let (port, health, peer_port) = (free_port(), free_port(), free_port());
+    let _peer = peer(peer_port);
+    let d = Stunnerd::start(
+        "coturn",
+        &config(port, health, auth, "127.0.0.1/32"),
+        health,
+        &["-u", "2"],
+    );
+    d.wait_ready(200, Duration::from_secs(5));
+    let (lost, sent, recv) = uclient(port, peer_port, extra);
+    assert_eq!(lost, 0, "lost packets ({extra:?}): {}", d.log_text());
+    assert!(sent > 0 && recv == sent, "sent {sent}, received {recv}");
+}
+
+#[test]
+fn uclient_udp_static() {
+    relays_without_loss(STATIC_AUTH, &["-u", "user", "-w", "pass"]);
+}
+
+#[test]
+fn uclient_udp_send_indications() {
+    relays_without_loss(STATIC_AUTH, &["-s", "-u", "user", "-w", "pass"]);
+}
+
+#[test]
+fn uclient_tcp_static() {
+    relays_without_loss(STATIC_AUTH, &["-t", "-u", "user", "-w", "pass"]);
+}
+
+#[test]
+fn uclient_udp_ephemeral() {
+    relays_without_loss(
+        "  type: ephemeral\n  credentials: {secret: my-secret}",
+        &["-W", "my-secret"],
+    );
+}
+
+#[test]
+fn uclient_tcp_ephemeral_with_user_id() {
+    relays_without_loss(
+        "  type: ephemeral\n  credentials: {secret: my-secret}",
+        &["-t", "-W", "my-secret", "-u", "bob"],
+    );
+}
+
+#[test]
+fn wrong_password_relays_nothing() {
+    let (port, health, peer_port) = (free_port(), free_port(), free_port());
+    let p = peer(peer_port);
+    let d = Stunnerd::start(
+        "coturn-bad",
+        &config(port, health, STATIC_AUTH, "127.0.0.1/32"),
+        health,
+        &[],
+    );
+    d.wait_ready(200, Duration::from_secs(5));
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "turnutils_uclient",
+            "-p",
+            &port.to_string(),
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer_port.to_string(),
+            "-n",
+            "5",
+            "-m",
+            "1",
+            "-u",
+            "user",
+            "-w",
+            "wrong",
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("Total lost packets 0"), "{text}");
+    drop(p);
+}
