@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a test fails loudly by design
 #![allow(unreachable_pub)] // helpers are shared between modules
 
+mod browser;
 mod coturn;
 mod harness;
 mod lifecycle;
