@@ -46,6 +46,9 @@ impl Daemon {
         // Check everything that can fail without side effects first.
         for l in &new.listeners {
             ServerConfig::for_listener(&new, &l.name)?;
+            if l.protocol == stunner_config::ListenerProtocol::TurnTls {
+                crate::tls::server_config(l)?;
+            }
         }
         let empty = StunnerConfig::default();
         let old = self.config.as_ref().unwrap_or(&empty);

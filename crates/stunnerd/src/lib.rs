@@ -15,6 +15,7 @@ mod relays;
 pub mod run;
 pub mod source;
 mod tcp;
+pub mod tls;
 mod udp;
 mod worker;
 

@@ -8,7 +8,7 @@ use stunner_turn::ServerConfig;
 
 use crate::relays::Reservations;
 use crate::worker::{Control, Handle};
-use crate::{Error, net, tcp, udp};
+use crate::{Error, net, tcp, tls, udp};
 
 pub(crate) struct Listener {
     pub(crate) config: ListenerConfig,
@@ -40,11 +40,18 @@ impl Listener {
                     );
                 }
             }
-            ListenerProtocol::TurnTcp => {
+            ListenerProtocol::TurnTcp | ListenerProtocol::TurnTls => {
+                let tls = if l.protocol == ListenerProtocol::TurnTls {
+                    Some(tls::server_config(l)?)
+                } else {
+                    None
+                };
                 let s = net::tcp_listener(l.port)?;
-                workers.push(tcp::spawn(&l.name, s, sc, reservations.clone()).map_err(spawn_err)?);
+                workers.push(
+                    tcp::spawn(&l.name, s, sc, reservations.clone(), tls).map_err(spawn_err)?,
+                );
             }
-            ListenerProtocol::TurnTls | ListenerProtocol::TurnDtls => {
+            ListenerProtocol::TurnDtls => {
                 return Err(Error::Unsupported(format!(
                     "listener {:?}: {} is not implemented yet",
                     l.name, l.protocol
@@ -66,8 +73,18 @@ impl Listener {
         l: &ListenerConfig,
     ) -> Result<(), Error> {
         let sc = ServerConfig::for_listener(config, &l.name)?;
+        let new_cert = l.protocol == ListenerProtocol::TurnTls
+            && (l.cert != self.config.cert || l.key != self.config.key);
+        let tls = if new_cert {
+            Some(tls::server_config(l)?)
+        } else {
+            None
+        };
         for w in &self.workers {
             w.send(Control::Config(Box::new(sc.clone())));
+            if let Some(t) = &tls {
+                w.send(Control::Tls(t.clone()));
+            }
         }
         self.config = l.clone();
         Ok(())

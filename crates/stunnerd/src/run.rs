@@ -27,12 +27,14 @@ const DNS_PERIOD: Duration = Duration::from_secs(5);
 /// The config to start from, `None` for a watch that starts empty.
 fn initial(args: &Args) -> Result<(Option<StunnerConfig>, Option<Origin>), Error> {
     if let Some(uri) = &args.uri {
-        let c = StunnerConfig::from_turn_uri(uri, None)?;
-        if c.listeners.iter().any(|l| l.protocol.needs_certificate()) {
-            return Err(Error::Unsupported(
-                "TLS/DTLS URIs are not implemented yet".into(),
-            ));
-        }
+        let parsed = stunner_config::TurnUri::parse(uri)?;
+        let cert = if parsed.protocol.needs_certificate() {
+            // As upstream: a one-line TLS/DTLS server gets a self-signed certificate.
+            Some(crate::tls::self_signed(&parsed.host)?)
+        } else {
+            None
+        };
+        let c = StunnerConfig::from_turn_uri(uri, cert)?;
         return Ok((Some(c), None));
     }
     let origin = Origin::parse(
@@ -252,5 +254,5 @@ impl Control {
 
 /// Whether a protocol is served by this build.
 pub(crate) fn served(p: ListenerProtocol) -> bool {
-    matches!(p, ListenerProtocol::TurnUdp | ListenerProtocol::TurnTcp)
+    !matches!(p, ListenerProtocol::TurnDtls)
 }

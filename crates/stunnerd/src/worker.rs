@@ -28,6 +28,8 @@ pub(crate) enum Control {
     Resolved(String, Vec<IpAddr>),
     /// Refuse new allocations; keep the rest.
     Drain,
+    /// A new TLS certificate: new handshakes use it.
+    Tls(Arc<rustls::ServerConfig>),
     /// Close everything and exit.
     Stop,
 }
@@ -82,6 +84,8 @@ pub(crate) struct Core {
     /// Sockets with data left after their read budget ran out.
     pub(crate) backlog: VecDeque<Token>,
     pub(crate) stopping: bool,
+    /// TLS listeners: the config for new handshakes.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Core {
@@ -107,6 +111,7 @@ impl Core {
             buf: vec![0; CHANNEL_HEADROOM + 65536 + CHANNEL_TAILROOM],
             backlog: VecDeque::new(),
             stopping: false,
+            tls: None,
         }
     }
 
@@ -136,6 +141,7 @@ impl Core {
                     self.server.policy_mut().set_resolved(&name, addrs)
                 }
                 Control::Drain => self.server.set_draining(true),
+                Control::Tls(c) => self.tls = Some(c),
                 Control::Stop => {
                     self.server.close_all();
                     self.drain(poll, clients, Instant::now());

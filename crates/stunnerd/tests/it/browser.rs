@@ -46,6 +46,10 @@ setTimeout(() => report({{msg: 'timeout', pair: pc1.iceConnectionState}}), 15000
 
 /// Serves the page and returns the first `/result` query string.
 fn run_browser(html: String) -> String {
+    run_browser_with(html, &[])
+}
+
+fn run_browser_with(html: String, extra: &[String]) -> String {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (scripts/test does)"
@@ -89,6 +93,7 @@ fn run_browser(html: String) -> String {
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
         .arg(format!("http://127.0.0.1:{port}/"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -131,4 +136,36 @@ fn chromium_data_channel_over_turn_udp() {
 #[test]
 fn chromium_data_channel_over_turn_tcp() {
     data_channel_through("tcp");
+}
+
+#[test]
+fn chromium_data_channel_over_turn_tls() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (port, health) = (free_port(), free_port());
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let pem = ck.signing_key.public_key_pem();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let spki = b64(&sha2::Sha256::digest(der));
+    let (cert, key) = (
+        b64(ck.cert.pem().as_bytes()),
+        b64(ck.signing_key.serialize_pem().as_bytes()),
+    );
+    let conf = tls_config_with(port, health, STATIC_AUTH, "127.0.0.1/32", &cert, &key);
+    let d = Stunnerd::start("browser-tls", &conf, health, &[]);
+    d.wait_ready(200, Duration::from_secs(5));
+    let result = run_browser_with(
+        page(&format!("turns:127.0.0.1:{port}?transport=tcp")),
+        &[format!("--ignore-certificate-errors-spki-list={spki}")],
+    );
+    assert!(
+        result.contains("msg=hello+through+stunnerd") && result.contains("pair=relay%2Frelay"),
+        "tls: {result}\n{}",
+        d.log_text()
+    );
 }

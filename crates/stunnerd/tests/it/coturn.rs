@@ -86,12 +86,12 @@ pub fn uclient(server: u16, peer: u16, extra: &[&str]) -> (u64, u64, u64) {
 fn relays_without_loss(auth: &str, extra: &[&str]) {
     let (port, health, peer_port) = (free_port(), free_port(), free_port());
     let _peer = peer(peer_port);
-    let d = Stunnerd::start(
-        "coturn",
-        &config(port, health, auth, "127.0.0.1/32"),
-        health,
-        &["-u", "2"],
-    );
+    let conf = if extra.contains(&"-S") {
+        tls_config(port, health, auth, "127.0.0.1/32")
+    } else {
+        config(port, health, auth, "127.0.0.1/32")
+    };
+    let d = Stunnerd::start("coturn", &conf, health, &["-u", "2"]);
     d.wait_ready(200, Duration::from_secs(5));
     let (lost, sent, recv) = uclient(port, peer_port, extra);
     assert_eq!(lost, 0, "lost packets ({extra:?}): {}", d.log_text());
@@ -166,4 +166,17 @@ fn wrong_password_relays_nothing() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("Total lost packets 0"), "{text}");
     drop(p);
+}
+
+#[test]
+fn uclient_tls_static() {
+    relays_without_loss(STATIC_AUTH, &["-t", "-S", "-u", "user", "-w", "pass"]);
+}
+
+#[test]
+fn uclient_tls_ephemeral() {
+    relays_without_loss(
+        "  type: ephemeral\n  credentials: {secret: my-secret}",
+        &["-t", "-S", "-W", "my-secret"],
+    );
 }

@@ -258,3 +258,32 @@ clusters:
 }
 
 pub const STATIC_AUTH: &str = "  type: static\n  credentials: {username: user, password: pass}";
+
+/// A config with one TURN-TLS listener on `port` (self-signed certificate).
+pub fn tls_config(port: u16, health: u16, auth: &str, endpoints: &str) -> String {
+    let (cert, key) = stunnerd::tls::self_signed("127.0.0.1").unwrap();
+    tls_config_with(port, health, auth, endpoints, &cert, &key)
+}
+
+/// A TURN-TLS config with this base64 PEM certificate and key.
+pub fn tls_config_with(
+    port: u16,
+    health: u16,
+    auth: &str,
+    endpoints: &str,
+    cert: &str,
+    key: &str,
+) -> String {
+    format!(
+        "version: v1
+admin:
+  healthcheck_endpoint: \"http://127.0.0.1:{health}\"
+auth:
+{auth}
+listeners:
+  - {{name: tls, protocol: TURN-TLS, address: 127.0.0.1, port: {port}, routes: [peers], cert: {cert}, key: {key}}}
+clusters:
+  - {{name: peers, endpoints: [{endpoints}]}}
+"
+    )
+}
