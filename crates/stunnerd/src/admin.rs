@@ -22,6 +22,8 @@ pub struct AdminState {
     pub force_ready: bool,
     /// The `/status` document.
     pub status: Mutex<Value>,
+    /// The latest metrics snapshot.
+    pub metrics: Mutex<crate::metrics::Snapshot>,
 }
 
 impl AdminState {
@@ -94,6 +96,28 @@ fn router(state: Arc<AdminState>) -> Router {
         )
 }
 
+fn metrics_router(state: Arc<AdminState>, path: &str) -> Router {
+    Router::new().route(
+        path,
+        get(move || {
+            let body = state
+                .metrics
+                .lock()
+                .map(|m| crate::metrics::render(&m))
+                .unwrap_or_default();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
+}
+
 /// A running admin server.
 pub(crate) struct AdminServer {
     /// The bound address.
@@ -103,10 +127,17 @@ pub(crate) struct AdminServer {
 
 impl AdminServer {
     /// Binds and serves.
-    pub(crate) async fn start(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<Self> {
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        state: Arc<AdminState>,
+        metrics_path: Option<&str>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let app = router(state);
+        let app = match metrics_path {
+            None => router(state),
+            Some(p) => metrics_router(state, p),
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

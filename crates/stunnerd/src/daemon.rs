@@ -167,6 +167,15 @@ impl Daemon {
             .collect()
     }
 
+    /// The metrics of every listener.
+    pub fn metrics(&self) -> crate::metrics::Snapshot {
+        let mut s = crate::metrics::Snapshot::default();
+        for l in self.listeners.values() {
+            l.collect(&mut s);
+        }
+        s
+    }
+
     /// Stops every listener.
     pub fn stop(&mut self) {
         for (_, mut l) in std::mem::take(&mut self.listeners) {

@@ -9,6 +9,7 @@ mod daemon;
 mod error;
 mod listener;
 pub mod logging;
+pub mod metrics;
 mod net;
 pub mod plan;
 mod relays;

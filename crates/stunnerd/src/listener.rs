@@ -127,6 +127,40 @@ impl Listener {
         c
     }
 
+    /// Adds this listener's counters to a metrics snapshot.
+    pub(crate) fn collect(&self, snap: &mut crate::metrics::Snapshot) {
+        let mut l = crate::metrics::ListenerSnapshot {
+            name: self.config.name.clone(),
+            traffic: self.counters(),
+            ..Default::default()
+        };
+        for w in &self.workers {
+            let sh = &w.shared;
+            l.connections += sh.connections.load(Ordering::Relaxed);
+            l.connections_total += sh.connections_total.load(Ordering::Relaxed);
+            snap.permission_denials += sh.permission_denials.load(Ordering::Relaxed);
+            if let Ok(m) = sh.auth_failures.lock() {
+                for (k, v) in m.iter() {
+                    *snap.auth_failures.entry(k).or_insert(0) += v;
+                }
+            }
+            if let Ok(st) = sh.stats.lock() {
+                for c in &st.clusters {
+                    let e = snap.clusters.entry(c.name.clone()).or_insert([0; 4]);
+                    e[0] += c.from_peer.packets;
+                    e[1] += c.to_peer.packets;
+                    e[2] += c.from_peer.bytes;
+                    e[3] += c.to_peer.bytes;
+                }
+                for r in stunner_turn::DropReason::ALL {
+                    *snap.drops.entry(r.as_str()).or_insert(0) += st.drops(r);
+                }
+            }
+        }
+        snap.allocations += self.allocations() as u64;
+        snap.listeners.push(l);
+    }
+
     pub(crate) fn worker_count(&self) -> usize {
         self.workers.len()
     }

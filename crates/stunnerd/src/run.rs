@@ -83,6 +83,8 @@ pub async fn run(args: Args) -> ExitCode {
         state: state.clone(),
         admin: None,
         admin_endpoint: None,
+        metrics: None,
+        metrics_endpoint: None,
         log,
         log_override: args.log_override(),
     };
@@ -155,7 +157,7 @@ pub async fn run(args: Args) -> ExitCode {
         }
     }
     ctl.daemon.stop();
-    if let Some(a) = ctl.admin.take() {
+    for a in [ctl.admin.take(), ctl.metrics.take()].into_iter().flatten() {
         a.stop();
     }
     ExitCode::SUCCESS
@@ -166,6 +168,8 @@ struct Control {
     state: Arc<AdminState>,
     admin: Option<AdminServer>,
     admin_endpoint: Option<String>,
+    metrics: Option<AdminServer>,
+    metrics_endpoint: Option<String>,
     log: LogHandle,
     log_override: Option<String>,
 }
@@ -187,38 +191,26 @@ impl Control {
         Ok(())
     }
 
-    /// (Re)binds the health-check server when its endpoint changed. Allocations are not
-    /// affected.
+    /// (Re)binds the health-check and metrics servers when their endpoints changed.
+    /// Allocations are not affected.
     async fn ensure_admin(&mut self, c: &StunnerConfig) {
-        let want = c.admin.healthcheck_endpoint.clone().unwrap_or_default();
-        if self.admin_endpoint.as_deref() == Some(want.as_str()) {
-            return;
-        }
-        if let Some(a) = self.admin.take() {
-            a.stop();
-        }
-        self.admin_endpoint = Some(want);
-        let Some(h) = c.admin.healthcheck() else {
-            return;
-        };
-        let ip: IpAddr = if h.host.is_empty() {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            match h.host.trim_matches(['[', ']']).parse() {
-                Ok(ip) => ip,
-                Err(_) => {
-                    tracing::error!(target: "admin", host = %h.host, "health-check host must be an IP address");
-                    return;
-                }
+        let health = c.admin.healthcheck_endpoint.clone().unwrap_or_default();
+        if self.admin_endpoint.as_deref() != Some(health.as_str()) {
+            if let Some(a) = self.admin.take() {
+                a.stop();
             }
-        };
-        match AdminServer::start(SocketAddr::new(ip, h.port), self.state.clone()).await {
-            Ok(a) => {
-                tracing::info!(target: "admin", addr = %a.addr, "health-check server started");
-                self.admin = Some(a);
+            self.admin_endpoint = Some(health);
+            if let Some(h) = c.admin.healthcheck() {
+                self.admin = serve(&h, self.state.clone(), None, "health-check").await;
             }
-            Err(e) => {
-                tracing::error!(target: "admin", port = h.port, error = %e, "cannot start health-check server")
+        }
+        if self.metrics_endpoint.as_deref() != Some(c.admin.metrics_endpoint.as_str()) {
+            if let Some(a) = self.metrics.take() {
+                a.stop();
+            }
+            self.metrics_endpoint = Some(c.admin.metrics_endpoint.clone());
+            if let Some(m) = c.admin.metrics() {
+                self.metrics = serve(&m, self.state.clone(), Some(&m.path), "metrics").await;
             }
         }
     }
@@ -248,6 +240,39 @@ impl Control {
             .collect();
         if let Ok(mut s) = self.state.status.lock() {
             *s = doc;
+        }
+        if let Ok(mut m) = self.state.metrics.lock() {
+            *m = self.daemon.metrics();
+        }
+    }
+}
+
+/// Binds an admin HTTP server at `e`.
+async fn serve(
+    e: &stunner_config::HttpEndpoint,
+    state: Arc<AdminState>,
+    metrics_path: Option<&str>,
+    what: &str,
+) -> Option<AdminServer> {
+    let ip: IpAddr = if e.host.is_empty() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        match e.host.trim_matches(['[', ']']).parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                tracing::error!(target: "admin", host = %e.host, "{what} host must be an IP address");
+                return None;
+            }
+        }
+    };
+    match AdminServer::start(SocketAddr::new(ip, e.port), state, metrics_path).await {
+        Ok(a) => {
+            tracing::info!(target: "admin", addr = %a.addr, "{what} server started");
+            Some(a)
+        }
+        Err(err) => {
+            tracing::error!(target: "admin", port = e.port, error = %err, "cannot start {what} server");
+            None
         }
     }
 }

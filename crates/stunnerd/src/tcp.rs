@@ -250,7 +250,7 @@ fn run(
                         return;
                     }
                 }
-                LISTENER => accept(&mut listener, &mut conns, &poll, core.tls.as_ref()),
+                LISTENER => accept(&mut listener, &mut conns, &poll, core.tls.as_ref(), &shared),
                 t if t.0 < crate::relays::FIRST_RELAY_TOKEN => {
                     if writable {
                         conns.flush(t, &poll);
@@ -282,6 +282,7 @@ fn accept(
     conns: &mut Conns,
     poll: &Poll,
     tls: Option<&Arc<rustls::ServerConfig>>,
+    shared: &Shared,
 ) {
     loop {
         match listener.accept() {
@@ -308,6 +309,8 @@ fn accept(
                     continue;
                 }
                 let peer = net::canonical(peer);
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                shared.connections_total.fetch_add(1, Ordering::Relaxed);
                 conns.by_addr.insert(peer, token);
                 conns.by_token.insert(
                     token,
@@ -394,6 +397,7 @@ fn close_dead(core: &mut Core, conns: &mut Conns, poll: &Poll, local: SocketAddr
     for t in std::mem::take(&mut conns.dead) {
         if let Some(mut c) = conns.by_token.remove(&t) {
             let _ = poll.registry().deregister(&mut c.stream);
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
             conns.by_addr.remove(&c.peer);
             core.server.handle_client_closed(FiveTuple {
                 client: c.peer,

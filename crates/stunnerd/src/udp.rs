@@ -72,6 +72,9 @@ fn run(
     }
     let local = socket.local_addr().unwrap_or_else(|_| net::wildcard(0));
     let local = net::canonical(local);
+    // Upstream counts each UDP listener socket as one connection.
+    shared.connections.store(1, Ordering::Relaxed);
+    shared.connections_total.store(1, Ordering::Relaxed);
     let mut core = Core::new(name, config, shared.clone(), reservations);
     let mut poll = poll;
     let mut events = worker::events();

@@ -3,15 +3,19 @@
 //! its own relay sockets, in one `mio` poll loop. Nothing is shared with other workers
 //! but a few counters; config changes arrive as messages between batches.
 
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
-use stunner_turn::{CHANNEL_HEADROOM, CHANNEL_TAILROOM, Event, Output, Server, ServerConfig};
+use stunner_turn::{
+    CHANNEL_HEADROOM, CHANNEL_TAILROOM, Error as TurnError, Event, Output, Server, ServerConfig,
+    Stats,
+};
 
 use crate::relays::{Relays, Reservations};
 
@@ -43,6 +47,14 @@ pub(crate) struct Shared {
     pub(crate) rx_bytes: AtomicU64,
     pub(crate) tx_bytes: AtomicU64,
     pub(crate) stopped: AtomicBool,
+    /// Open client connections (TCP/TLS), or the listener socket itself for UDP.
+    pub(crate) connections: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) permission_denials: AtomicU64,
+    /// Auth failures by reason; written on failures only.
+    pub(crate) auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// The core's counters, copied about once a second.
+    pub(crate) stats: Mutex<Stats>,
 }
 
 /// A handle to a running worker.
@@ -86,6 +98,7 @@ pub(crate) struct Core {
     pub(crate) stopping: bool,
     /// TLS listeners: the config for new handshakes.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    next_stats: Instant,
 }
 
 impl Core {
@@ -112,6 +125,7 @@ impl Core {
             backlog: VecDeque::new(),
             stopping: false,
             tls: None,
+            next_stats: Instant::now(),
         }
     }
 
@@ -213,6 +227,9 @@ impl Core {
                 username,
                 reason,
             } => {
+                if let Ok(mut m) = self.shared.auth_failures.lock() {
+                    *m.entry(reason).or_insert(0) += 1;
+                }
                 tracing::info!(target: "auth", listener = l, %client, ?username, reason, "REJECTED");
             }
             Event::AllocationCreated {
@@ -234,6 +251,11 @@ impl Core {
                 method,
                 error,
             } => {
+                if error == TurnError::PeerNotAllowed {
+                    self.shared
+                        .permission_denials
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(target: "turn", listener = l, %client, method, code = error.code(), "request failed: {error}");
             }
             other => tracing::debug!(target: "turn", listener = l, event = ?other),
@@ -244,6 +266,12 @@ impl Core {
     pub(crate) fn tick(&mut self, poll: &Poll, clients: &mut dyn Clients, now: Instant) {
         self.relays.reservations().expire(now);
         self.server.handle_timeout(now);
+        if now >= self.next_stats {
+            if let Ok(mut st) = self.shared.stats.lock() {
+                st.clone_from(self.server.stats());
+            }
+            self.next_stats = now + Duration::from_secs(1);
+        }
         self.drain(poll, clients, now);
     }
 }

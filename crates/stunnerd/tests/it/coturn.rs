@@ -7,12 +7,14 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn need(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .status()
-            .is_ok_and(|s| s.success()),
+        found,
         "{tool} is missing: install Debian's coturn (scripts/test does)"
     );
 }

@@ -7,4 +7,5 @@ mod browser;
 mod coturn;
 mod harness;
 mod lifecycle;
+mod metrics;
 mod policy;

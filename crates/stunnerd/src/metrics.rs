@@ -1,0 +1,204 @@
+//! Prometheus metrics: upstream's seven `stunner_*` metrics with their labels, plus ours
+//! (drops by reason, auth failures by reason, permission denials). Values are read
+//! from counters the workers keep; the scrape encodes a snapshot. The format is the
+//! classic Prometheus text exposition, which every scraper reads.
+
+use std::collections::BTreeMap;
+
+use std::fmt::Write as _;
+
+/// Counters of one listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerSnapshot {
+    /// Listener name.
+    pub name: String,
+    /// Open connections (UDP: sockets).
+    pub connections: u64,
+    /// Connections ever opened.
+    pub connections_total: u64,
+    /// rx packets, tx packets, rx bytes, tx bytes on the listener sockets.
+    pub traffic: [u64; 4],
+}
+
+/// Everything a scrape reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Live allocations.
+    pub allocations: u64,
+    /// Per listener.
+    pub listeners: Vec<ListenerSnapshot>,
+    /// Per cluster: rx packets (from peers), tx packets (to peers), rx bytes, tx bytes.
+    pub clusters: BTreeMap<String, [u64; 4]>,
+    /// Dropped datagrams by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Auth failures by reason.
+    pub auth_failures: BTreeMap<&'static str, u64>,
+    /// CreatePermission/ChannelBind refused by the peer policy.
+    pub permission_denials: u64,
+}
+
+/// Writes one metric family in the classic Prometheus text format (0.0.4).
+///
+/// Not OpenMetrics: upstream exposes both a gauge `stunner_listener_connections` and a
+/// counter `stunner_listener_connections_total`, which collide as OpenMetrics families.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Encodes a snapshot in the Prometheus text format.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    family(
+        &mut out,
+        "stunner_allocations_active",
+        "gauge",
+        "Number of active allocations.",
+        &[(String::new(), s.allocations)],
+    );
+    let per_listener = |f: &dyn Fn(&ListenerSnapshot) -> Vec<(String, u64)>| -> Vec<(String, u64)> {
+        s.listeners.iter().flat_map(f).collect()
+    };
+    family(
+        &mut out,
+        "stunner_listener_connections",
+        "gauge",
+        "Number of active downstream connections at a listener.",
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.connections)]),
+    );
+    family(
+        &mut out,
+        "stunner_listener_connections_total",
+        "counter",
+        "Number of downstream connections at a listener.",
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.connections_total)]),
+    );
+    for (metric, what, rx, tx) in [
+        ("stunner_listener_packets_total", "datagrams", 0, 1),
+        ("stunner_listener_bytes_total", "bytes", 2, 3),
+    ] {
+        family(
+            &mut out,
+            metric,
+            "counter",
+            &format!("Number of {what} sent or received at a listener."),
+            &per_listener(&|l| {
+                vec![
+                    (
+                        labels(&[("name", &l.name), ("direction", "rx")]),
+                        l.traffic[rx],
+                    ),
+                    (
+                        labels(&[("name", &l.name), ("direction", "tx")]),
+                        l.traffic[tx],
+                    ),
+                ]
+            }),
+        );
+    }
+    for (metric, what, rx, tx) in [
+        ("stunner_cluster_packets_total", "datagrams", 0, 1),
+        ("stunner_cluster_bytes_total", "bytes", 2, 3),
+    ] {
+        let samples: Vec<(String, u64)> = s
+            .clusters
+            .iter()
+            .flat_map(|(n, c)| {
+                [
+                    (labels(&[("name", n), ("direction", "rx")]), c[rx]),
+                    (labels(&[("name", n), ("direction", "tx")]), c[tx]),
+                ]
+            })
+            .collect();
+        family(
+            &mut out,
+            metric,
+            "counter",
+            &format!("Number of {what} sent to or received from a cluster."),
+            &samples,
+        );
+    }
+    let by_reason = |m: &BTreeMap<&'static str, u64>| -> Vec<(String, u64)> {
+        m.iter()
+            .map(|(r, n)| (labels(&[("reason", r)]), *n))
+            .collect()
+    };
+    family(
+        &mut out,
+        "stunner_dropped_packets_total",
+        "counter",
+        "Datagrams dropped, by reason.",
+        &by_reason(&s.drops),
+    );
+    family(
+        &mut out,
+        "stunner_auth_failures_total",
+        "counter",
+        "Requests that failed authentication, by reason.",
+        &by_reason(&s.auth_failures),
+    );
+    family(
+        &mut out,
+        "stunner_permission_denials_total",
+        "counter",
+        "Peers refused by the cluster policy.",
+        &[(String::new(), s.permission_denials)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names_and_labels() {
+        let mut s = Snapshot {
+            allocations: 3,
+            permission_denials: 2,
+            ..Default::default()
+        };
+        s.listeners.push(ListenerSnapshot {
+            name: "ns/gw/udp".into(),
+            connections: 2,
+            connections_total: 5,
+            traffic: [10, 11, 1000, 1100],
+        });
+        s.clusters.insert("ns/media".into(), [1, 2, 3, 4]);
+        s.drops.insert("policy_denied", 7);
+        let t = render(&s);
+        for line in [
+            "stunner_allocations_active 3",
+            "stunner_listener_connections{name=\"ns/gw/udp\"} 2",
+            "stunner_listener_connections_total{name=\"ns/gw/udp\"} 5",
+            "stunner_listener_packets_total{name=\"ns/gw/udp\",direction=\"rx\"} 10",
+            "stunner_listener_bytes_total{name=\"ns/gw/udp\",direction=\"tx\"} 1100",
+            "stunner_cluster_packets_total{name=\"ns/media\",direction=\"tx\"} 2",
+            "stunner_cluster_bytes_total{name=\"ns/media\",direction=\"rx\"} 3",
+            "stunner_dropped_packets_total{reason=\"policy_denied\"} 7",
+            "stunner_permission_denials_total 2",
+        ] {
+            assert!(t.contains(line), "missing {line:?} in\n{t}");
+        }
+    }
+}

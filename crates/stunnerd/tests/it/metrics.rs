@@ -1,0 +1,58 @@
+//! The Prometheus endpoint: upstream metric names, with live values.
+
+use std::time::{Duration, Instant};
+
+use stunner_turn::{Received, Request};
+
+use crate::harness::*;
+
+#[test]
+fn metrics_report_allocations_and_traffic() {
+    let (port, health, mport) = (free_port(), free_port(), free_port());
+    let peer = EchoPeer::start();
+    let conf = config(port, health, STATIC_AUTH, "127.0.0.1/32").replace(
+        "admin:\n",
+        &format!("admin:\n  metrics_endpoint: \"http://127.0.0.1:{mport}/metrics\"\n"),
+    );
+    let d = Stunnerd::start("metrics", &conf, health, &[]);
+    d.wait_ready(200, Duration::from_secs(5));
+    let mut c = TurnClient::new(port, "user", "pass");
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    assert_eq!(
+        c.request(Request::ChannelBind {
+            channel: 0x4000,
+            peer: peer.addr
+        }),
+        Received::ChannelBound
+    );
+    for _ in 0..5 {
+        c.send_channel(0x4000, b"0123456789");
+        let _ = c.recv();
+    }
+    let mut bad = TurnClient::new(port, "user", "wrong");
+    assert!(matches!(
+        bad.request(Request::Allocate { lifetime: None }),
+        Received::Failed { code: 401, .. }
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = [
+        "stunner_allocations_active 1",
+        "stunner_listener_connections{name=\"udp\"} 1",
+        "stunner_cluster_packets_total{name=\"peers\",direction=\"tx\"} 5",
+        "stunner_cluster_bytes_total{name=\"peers\",direction=\"rx\"} 50",
+        "stunner_auth_failures_total{reason=\"unauthorized\"} 1",
+    ];
+    loop {
+        let (code, body) = http_get(mport, "/metrics").unwrap_or((0, String::new()));
+        if code == 200 && want.iter().all(|w| body.contains(w)) {
+            assert!(body.contains("stunner_listener_packets_total{name=\"udp\",direction=\"rx\"}"));
+            assert!(body.contains("# TYPE stunner_listener_connections_total counter"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics never matched:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
