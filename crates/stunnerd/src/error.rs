@@ -20,9 +20,9 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// The config origin is not supported (yet).
-    #[error("unsupported config origin {0:?}: {1}")]
-    Origin(String, &'static str),
+    /// The config origin cannot be used.
+    #[error("config origin {0:?}: {1}")]
+    Origin(String, String),
     /// A socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -43,15 +43,21 @@ fn initial(args: &Args) -> Result<(Option<StunnerConfig>, Option<Origin>), Error
             .unwrap_or(defaults::CONFIG_DISCOVERY_ADDRESS),
     );
     match &origin {
-        Origin::Cds(url) => Err(Error::Origin(
-            url.clone(),
-            "the CDS client is not implemented yet; use file://<path> or a TURN URI",
-        )),
+        // Loaded (one-shot) or watched once the runtime runs.
+        Origin::Cds(_) => Ok((None, Some(origin))),
         Origin::File(p) if !args.watch || args.dry_run => {
             Ok((Some(source::load_file(p)?), Some(origin.clone())))
         }
         Origin::File(_) => Ok((None, Some(origin))),
     }
+}
+
+/// Loads a config once from a CDS server.
+async fn load_cds(url: &str, id: &str) -> Result<StunnerConfig, Error> {
+    let node = std::env::var(defaults::ENV_NODENAME).ok();
+    stunner_cds::client::load(url, id, node.as_deref())
+        .await
+        .map_err(|e| Error::Origin(url.to_string(), e.to_string()))
 }
 
 /// Runs stunnerd; the exit code of the process.
@@ -60,20 +66,31 @@ pub async fn run(args: Args) -> ExitCode {
         .log_override()
         .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
     let log = logging::init(&spec, args.log_format == "json");
-    let (first, origin) = match initial(&args) {
+    let (mut first, origin) = match initial(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("stunnerd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let id = args.instance_id();
+    if let Some(Origin::Cds(url)) = &origin
+        && (!args.watch || args.dry_run)
+    {
+        match load_cds(url, &id).await {
+            Ok(c) => first = Some(c),
+            Err(e) => {
+                eprintln!("stunnerd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.dry_run {
         if let Some(c) = &first {
             print!("{}", plan::summary(c, args.udp_thread_num));
         }
         return ExitCode::SUCCESS;
     }
-    let id = args.instance_id();
     let state = Arc::new(AdminState {
         force_ready: args.force_ready_status,
         ..Default::default()
@@ -103,12 +120,26 @@ pub async fn run(args: Args) -> ExitCode {
         }
     }
     let mut watching = false;
-    if args.watch
-        && args.uri.is_none()
-        && let Some(Origin::File(p)) = origin
-    {
-        source::watch_file(p, FILE_POLL, tx.clone());
-        watching = true;
+    if args.watch && args.uri.is_none() {
+        match origin {
+            Some(Origin::File(p)) => {
+                source::watch_file(p, FILE_POLL, tx.clone());
+                watching = true;
+            }
+            Some(Origin::Cds(url)) => {
+                let node = std::env::var(defaults::ENV_NODENAME)
+                    .ok()
+                    .filter(|n| !n.is_empty());
+                tokio::spawn(stunner_cds::client::watch(
+                    url,
+                    Some(id.clone()),
+                    node,
+                    tx.clone(),
+                ));
+                watching = true;
+            }
+            None => {}
+        }
     }
     drop(tx);
 

@@ -287,3 +287,20 @@ clusters:
 "
     )
 }
+
+/// Tests that need the default health port 8086 (a watching stunnerd's zero config
+/// binds it) take this lock.
+pub static DEFAULT_HEALTH_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts stunnerd with raw arguments (no config file); logs go to a file.
+pub fn start_raw(tag: &str, args: &[&str]) -> (Child, PathBuf, PathBuf) {
+    let dir = tempdir(tag);
+    let log = dir.join("stunnerd.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_stunnerd"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, dir, log)
+}

@@ -79,6 +79,9 @@ fn dry_run_plans_without_sockets_and_masks_secrets() {
 
 #[test]
 fn one_line_server_from_a_turn_uri() {
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let (port, peer) = (free_port(), EchoPeer::start());
     let mut child = Command::new(env!("CARGO_BIN_EXE_stunnerd"))
         .arg(format!("turn://user:pass@127.0.0.1:{port}?transport=udp"))
@@ -102,6 +105,9 @@ fn one_line_server_from_a_turn_uri() {
 
 #[test]
 fn watch_mode_is_not_ready_until_a_config_arrives() {
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let (port, health) = (free_port(), free_port());
     let dir = tempdir("watch");
     let conf = dir.join("stunnerd.conf");
@@ -111,9 +117,13 @@ fn watch_mode_is_not_ready_until_a_config_arrives() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The zero config binds the default health port 8086, which tests cannot own;
-    // so the first real config moves the health endpoint to our port.
-    std::thread::sleep(Duration::from_millis(500));
+    // The zero config serves the default health port 8086: alive, not ready.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(8086, "/live").is_none() {
+        assert!(Instant::now() < deadline, "no health server on 8086");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(8086, "/ready").map(|r| r.0), Some(503));
     std::fs::write(&conf, config(port, health, STATIC_AUTH, "127.0.0.1/32")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while http_get(health, "/ready").map(|r| r.0) != Some(200) {
@@ -155,6 +165,9 @@ fn round_trips(c: &mut TurnClient, n: usize) -> usize {
 
 #[test]
 fn reconfiguration_keeps_allocations() {
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let (port, health) = (free_port(), free_port());
     let peer = EchoPeer::start();
     let base = config(port, health, STATIC_AUTH, "127.0.0.1/32");

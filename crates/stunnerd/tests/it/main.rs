@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)] // helpers are shared between modules
 
 mod browser;
+mod cds;
 mod coturn;
 mod harness;
 mod lifecycle;
