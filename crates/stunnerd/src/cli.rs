@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(long = "force-ready-status")]
     pub force_ready_status: bool,
 
+    /// Also accept DTLS 1.0 on TURN-DTLS listeners (deprecated by RFC 8996; for old
+    /// clients such as coturn's turnutils_uclient). Default: DTLS 1.2 only.
+    #[arg(long = "dtls-legacy")]
+    pub dtls_legacy: bool,
+
     /// Verbose: same as `-l all:DEBUG`.
     #[arg(short = 'v', long)]
     pub verbose: bool,

@@ -46,8 +46,14 @@ impl Daemon {
         // Check everything that can fail without side effects first.
         for l in &new.listeners {
             ServerConfig::for_listener(&new, &l.name)?;
-            if l.protocol == stunner_config::ListenerProtocol::TurnTls {
-                crate::tls::server_config(l)?;
+            match l.protocol {
+                stunner_config::ListenerProtocol::TurnTls => {
+                    crate::tls::server_config(l)?;
+                }
+                stunner_config::ListenerProtocol::TurnDtls => {
+                    crate::dtls::context(l)?;
+                }
+                _ => {}
             }
         }
         let empty = StunnerConfig::default();

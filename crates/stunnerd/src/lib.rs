@@ -6,6 +6,7 @@
 mod admin;
 pub mod cli;
 mod daemon;
+pub mod dtls;
 mod error;
 mod listener;
 pub mod logging;

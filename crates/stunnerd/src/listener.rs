@@ -8,7 +8,7 @@ use stunner_turn::ServerConfig;
 
 use crate::relays::Reservations;
 use crate::worker::{Control, Handle};
-use crate::{Error, net, tcp, tls, udp};
+use crate::{Error, dtls, net, tcp, tls, udp};
 
 pub(crate) struct Listener {
     pub(crate) config: ListenerConfig,
@@ -52,10 +52,16 @@ impl Listener {
                 );
             }
             ListenerProtocol::TurnDtls => {
-                return Err(Error::Unsupported(format!(
-                    "listener {:?}: {} is not implemented yet",
-                    l.name, l.protocol
-                )));
+                let ctx = dtls::context(l)?;
+                let n = udp_threads.max(1);
+                let sockets = (0..n)
+                    .map(|_| net::udp_listener(l.port, udp_threads > 0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for s in sockets {
+                    let w = dtls::spawn(&l.name, s, sc.clone(), reservations.clone(), ctx.clone())
+                        .map_err(Error::io("cannot start worker thread"))?;
+                    workers.push(w);
+                }
             }
         }
         tracing::info!(target: "stunnerd", listener = %l.name, protocol = %l.protocol, port = l.port,
@@ -80,10 +86,20 @@ impl Listener {
         } else {
             None
         };
+        let new_dtls_cert = l.protocol == ListenerProtocol::TurnDtls
+            && (l.cert != self.config.cert || l.key != self.config.key);
+        let dtls = if new_dtls_cert {
+            Some(dtls::context(l)?)
+        } else {
+            None
+        };
         for w in &self.workers {
             w.send(Control::Config(Box::new(sc.clone())));
             if let Some(t) = &tls {
                 w.send(Control::Tls(t.clone()));
+            }
+            if let Some(c) = &dtls {
+                w.send(Control::Dtls(c.clone()));
             }
         }
         self.config = l.clone();

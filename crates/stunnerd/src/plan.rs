@@ -24,21 +24,16 @@ pub fn summary(c: &StunnerConfig, udp_threads: usize) -> String {
         }
     }
     for l in &c.listeners {
-        let workers = if l.protocol == stunner_config::ListenerProtocol::TurnUdp {
+        let workers = if l.protocol.is_datagram() {
             udp_threads.max(1)
         } else {
             1
         };
         let relay = ServerConfig::for_listener(c, &l.name)
             .map_or_else(|e| format!("INVALID: {e}"), |sc| sc.relay_ip.to_string());
-        let served = if crate::run::served(l.protocol) {
-            ""
-        } else {
-            " (NOT SERVED by this build)"
-        };
         let _ = writeln!(
             s,
-            "  listener {:?}: {} on port {} ({} worker(s)), relay address {}, ICE URI {}, routes [{}]{}",
+            "  listener {:?}: {} on port {} ({} worker(s)), relay address {}, ICE URI {}, routes [{}]",
             l.name,
             l.protocol,
             l.port,
@@ -46,7 +41,6 @@ pub fn summary(c: &StunnerConfig, udp_threads: usize) -> String {
             relay,
             l.ice_uri(),
             l.routes.join(", "),
-            served
         );
     }
     for cl in &c.clusters {

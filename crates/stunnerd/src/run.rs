@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
-use stunner_config::{ListenerProtocol, StunnerConfig, defaults};
+use stunner_config::{StunnerConfig, defaults};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> ExitCode {
         .log_override()
         .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
     let log = logging::init(&spec, args.log_format == "json");
+    crate::dtls::allow_legacy(args.dtls_legacy);
     let (mut first, origin) = match initial(&args) {
         Ok(x) => x,
         Err(e) => {
@@ -306,9 +307,4 @@ async fn serve(
             None
         }
     }
-}
-
-/// Whether a protocol is served by this build.
-pub(crate) fn served(p: ListenerProtocol) -> bool {
-    !matches!(p, ListenerProtocol::TurnDtls)
 }

@@ -34,6 +34,8 @@ pub(crate) enum Control {
     Drain,
     /// A new TLS certificate: new handshakes use it.
     Tls(Arc<rustls::ServerConfig>),
+    /// A new DTLS certificate: new handshakes use it.
+    Dtls(openssl::ssl::SslContext),
     /// Close everything and exit.
     Stop,
 }
@@ -98,6 +100,8 @@ pub(crate) struct Core {
     pub(crate) stopping: bool,
     /// TLS listeners: the config for new handshakes.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// DTLS listeners: the context for new handshakes.
+    pub(crate) dtls: Option<openssl::ssl::SslContext>,
     next_stats: Instant,
 }
 
@@ -125,6 +129,7 @@ impl Core {
             backlog: VecDeque::new(),
             stopping: false,
             tls: None,
+            dtls: None,
             next_stats: Instant::now(),
         }
     }
@@ -156,6 +161,7 @@ impl Core {
                 }
                 Control::Drain => self.server.set_draining(true),
                 Control::Tls(c) => self.tls = Some(c),
+                Control::Dtls(c) => self.dtls = Some(c),
                 Control::Stop => {
                     self.server.close_all();
                     self.drain(poll, clients, Instant::now());

@@ -88,12 +88,20 @@ pub fn uclient(server: u16, peer: u16, extra: &[&str]) -> (u64, u64, u64) {
 fn relays_without_loss(auth: &str, extra: &[&str]) {
     let (port, health, peer_port) = (free_port(), free_port(), free_port());
     let _peer = peer(peer_port);
-    let conf = if extra.contains(&"-S") {
+    let conf = if extra.contains(&"-S") && !extra.contains(&"-t") {
+        tls_config(port, health, auth, "127.0.0.1/32").replace("TURN-TLS", "TURN-DTLS")
+    } else if extra.contains(&"-S") {
         tls_config(port, health, auth, "127.0.0.1/32")
     } else {
         config(port, health, auth, "127.0.0.1/32")
     };
-    let d = Stunnerd::start("coturn", &conf, health, &["-u", "2"]);
+    // coturn's client picks DTLS 1.0 for some connections: allow it for this test.
+    let args: &[&str] = if extra.contains(&"-S") && !extra.contains(&"-t") {
+        &["-u", "2", "--dtls-legacy"]
+    } else {
+        &["-u", "2"]
+    };
+    let d = Stunnerd::start("coturn", &conf, health, args);
     d.wait_ready(200, Duration::from_secs(5));
     let (lost, sent, recv) = uclient(port, peer_port, extra);
     assert_eq!(lost, 0, "lost packets ({extra:?}): {}", d.log_text());
@@ -181,4 +189,35 @@ fn uclient_tls_ephemeral() {
         "  type: ephemeral\n  credentials: {secret: my-secret}",
         &["-t", "-S", "-W", "my-secret"],
     );
+}
+
+#[test]
+fn uclient_dtls_static() {
+    relays_without_loss(STATIC_AUTH, &["-S", "-u", "user", "-w", "pass"]);
+}
+
+#[test]
+fn uclient_dtls_ephemeral() {
+    relays_without_loss(
+        "  type: ephemeral\n  credentials: {secret: my-secret}",
+        &["-S", "-W", "my-secret"],
+    );
+}
+
+#[test]
+fn dtls_12_handshake_by_default() {
+    let (port, health) = (free_port(), free_port());
+    let conf =
+        tls_config(port, health, STATIC_AUTH, "127.0.0.1/32").replace("TURN-TLS", "TURN-DTLS");
+    let d = Stunnerd::start("dtls12", &conf, health, &[]);
+    d.wait_ready(200, Duration::from_secs(5));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | timeout 5 openssl s_client -dtls1_2 -connect 127.0.0.1:{port} 2>&1"
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("DTLSv1.2"), "{text}\n{}", d.log_text());
 }
