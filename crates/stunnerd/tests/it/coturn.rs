@@ -221,3 +221,40 @@ fn dtls_12_handshake_by_default() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("DTLSv1.2"), "{text}\n{}", d.log_text());
 }
+
+#[test]
+fn tls_certificate_change_keeps_allocations() {
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (port, health, peer_port) = (free_port(), free_port(), free_port());
+    let _peer = peer(peer_port);
+    let conf = tls_config(port, health, STATIC_AUTH, "127.0.0.1/32");
+    let d = Stunnerd::start("tls-rotate", &conf, health, &["-w"]);
+    d.wait_ready(200, Duration::from_secs(5));
+    // About 3 s of traffic; the certificate changes in the middle.
+    let run = std::thread::spawn(move || {
+        uclient(
+            port,
+            peer_port,
+            &[
+                "-t", "-S", "-u", "user", "-w", "pass", "-n", "300", "-z", "10",
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    d.write_config(&tls_config(port, health, STATIC_AUTH, "127.0.0.1/32"));
+    let (lost, sent, recv) = run.join().unwrap();
+    assert!(
+        d.log_text().matches("config applied").count() >= 3,
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text().contains("listener stopped"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(lost, 0, "{}", d.log_text());
+    assert!(sent > 0 && recv == sent);
+}
