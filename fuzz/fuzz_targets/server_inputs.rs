@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
                     s.handle_relay_opened(now, t, (arg % 5 != 0).then_some(port));
                 }
             }
-            _ => s.handle_client_closed(fts[c]),
+            _ => s.handle_client_closed(now, fts[c]),
         }
         while let Some(o) = s.poll_output() {
             match o {
@@ -91,6 +91,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(s.allocation_count() <= 3);
     }
     let _ = s.poll_timeout();
-    s.close_all();
+    s.close_all(now);
     assert_eq!(s.allocation_count(), 0);
 });

@@ -154,6 +154,7 @@ impl Server {
                 relay,
                 username: p.auth.username.clone(),
                 user: p.auth.user.clone(),
+                created: now,
                 expiry: now + p.lifetime,
                 permissions: Default::default(),
                 channels: Default::default(),

@@ -44,6 +44,7 @@ pub(crate) struct Allocation {
     pub(crate) username: String,
     /// The user id for quotas.
     pub(crate) user: String,
+    pub(crate) created: Instant,
     pub(crate) expiry: Instant,
     pub(crate) permissions: HashMap<IpAddr, Instant>,
     /// Channel number to channel.

@@ -92,6 +92,8 @@ pub enum Event {
         relay: SocketAddr,
         /// Whether it timed out (rather than being released by the client).
         expired: bool,
+        /// How long it lived.
+        duration: std::time::Duration,
     },
     /// A permission was installed.
     PermissionCreated {

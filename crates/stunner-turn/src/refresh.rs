@@ -45,7 +45,7 @@ impl Server {
         }
         let requested = msg.attribute::<Lifetime>().ok().map(|l| l.seconds());
         let granted = if requested == Some(0) {
-            self.delete_allocation(ft, false);
+            self.delete_allocation(now, ft, false);
             0
         } else {
             let lifetime = clamp_lifetime(requested);

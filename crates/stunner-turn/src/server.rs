@@ -287,13 +287,13 @@ impl Server {
 
     /// The client on `five_tuple` is gone (its TCP/TLS connection closed): its
     /// allocation ends (RFC 8656 §3.1).
-    pub fn handle_client_closed(&mut self, five_tuple: FiveTuple) {
+    pub fn handle_client_closed(&mut self, now: Instant, five_tuple: FiveTuple) {
         if let Some(token) = self.pending_by_ft.remove(&five_tuple)
             && let Some((_, p)) = self.pending.remove(&token)
         {
             self.release_user(&p.auth.user);
         }
-        self.delete_allocation(five_tuple, false);
+        self.delete_allocation(now, five_tuple, false);
     }
 
     /// Expires allocations, permissions and channels due at `now`.
@@ -307,7 +307,7 @@ impl Server {
             }
             a.armed = None;
             if a.expiry <= now {
-                self.delete_allocation(ft, true);
+                self.delete_allocation(now, ft, true);
                 continue;
             }
             let relay = a.relay;
@@ -351,7 +351,7 @@ impl Server {
     }
 
     /// Deletes an allocation and asks for its relay socket to be closed.
-    pub(crate) fn delete_allocation(&mut self, ft: FiveTuple, expired: bool) {
+    pub(crate) fn delete_allocation(&mut self, now: Instant, ft: FiveTuple, expired: bool) {
         let Some(a) = self.allocations.remove(&ft) else {
             return;
         };
@@ -362,6 +362,7 @@ impl Server {
             five_tuple: ft,
             relay: a.relay,
             expired,
+            duration: now.saturating_duration_since(a.created),
         });
         if self.allocations.is_empty() {
             self.timers.clear();
@@ -369,10 +370,10 @@ impl Server {
     }
 
     /// Ends every allocation (shutdown).
-    pub fn close_all(&mut self) {
+    pub fn close_all(&mut self, now: Instant) {
         let all: Vec<FiveTuple> = self.allocations.keys().copied().collect();
         for ft in all {
-            self.delete_allocation(ft, false);
+            self.delete_allocation(now, ft, false);
         }
         self.pending.clear();
         self.pending_by_ft.clear();

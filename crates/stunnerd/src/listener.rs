@@ -160,6 +160,9 @@ impl Listener {
                     *snap.auth_failures.entry(k).or_insert(0) += v;
                 }
             }
+            if let Ok(h) = sh.lifetimes.lock() {
+                snap.lifetimes.merge(&h);
+            }
             if let Ok(st) = sh.stats.lock() {
                 for c in &st.clusters {
                     let e = snap.clusters.entry(c.name.clone()).or_insert([0; 4]);

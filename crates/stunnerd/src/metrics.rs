@@ -20,8 +20,46 @@ pub struct ListenerSnapshot {
     pub traffic: [u64; 4],
 }
 
+/// Upper bounds (seconds) of the allocation lifetime histogram buckets.
+pub const LIFETIME_BUCKETS: [f64; 9] = [1.0, 5.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0];
+
+/// A histogram of allocation lifetimes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations at most each bound of [`LIFETIME_BUCKETS`] (not cumulative).
+    pub buckets: [u64; 9],
+    /// Observations above the last bound.
+    pub over: u64,
+    /// Sum of the observations, seconds.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&mut self, secs: f64) {
+        match LIFETIME_BUCKETS.iter().position(|b| secs <= *b) {
+            Some(i) => self.buckets[i] += 1,
+            None => self.over += 1,
+        }
+        self.sum += secs;
+    }
+
+    /// Adds another histogram's observations.
+    pub fn merge(&mut self, o: &Self) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.over += o.over;
+        self.sum += o.sum;
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().sum::<u64>() + self.over
+    }
+}
+
 /// Everything a scrape reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// Live allocations.
     pub allocations: u64,
@@ -35,6 +73,8 @@ pub struct Snapshot {
     pub auth_failures: BTreeMap<&'static str, u64>,
     /// CreatePermission/ChannelBind refused by the peer policy.
     pub permission_denials: u64,
+    /// Lifetimes of ended allocations.
+    pub lifetimes: Histogram,
 }
 
 /// Writes one metric family in the classic Prometheus text format (0.0.4).
@@ -164,6 +204,18 @@ pub fn render(s: &Snapshot) -> String {
         "Peers refused by the cluster policy.",
         &[(String::new(), s.permission_denials)],
     );
+    let name = "stunner_allocation_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} Lifetimes of ended allocations.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (b, n) in LIFETIME_BUCKETS.iter().zip(s.lifetimes.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+    }
+    let total = s.lifetimes.count();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {}", s.lifetimes.sum);
+    let _ = writeln!(out, "{name}_count {total}");
     out
 }
 
@@ -186,6 +238,9 @@ mod tests {
         });
         s.clusters.insert("ns/media".into(), [1, 2, 3, 4]);
         s.drops.insert("policy_denied", 7);
+        s.lifetimes.observe(0.5);
+        s.lifetimes.observe(400.0);
+        s.lifetimes.observe(10_000.0);
         let t = render(&s);
         for line in [
             "stunner_allocations_active 3",
@@ -197,6 +252,10 @@ mod tests {
             "stunner_cluster_bytes_total{name=\"ns/media\",direction=\"rx\"} 3",
             "stunner_dropped_packets_total{reason=\"policy_denied\"} 7",
             "stunner_permission_denials_total 2",
+            "stunner_allocation_duration_seconds_bucket{le=\"1\"} 1",
+            "stunner_allocation_duration_seconds_bucket{le=\"600\"} 2",
+            "stunner_allocation_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "stunner_allocation_duration_seconds_count 3",
         ] {
             assert!(t.contains(line), "missing {line:?} in\n{t}");
         }

@@ -399,10 +399,13 @@ fn close_dead(core: &mut Core, conns: &mut Conns, poll: &Poll, local: SocketAddr
             let _ = poll.registry().deregister(&mut c.stream);
             shared.connections.fetch_sub(1, Ordering::Relaxed);
             conns.by_addr.remove(&c.peer);
-            core.server.handle_client_closed(FiveTuple {
-                client: c.peer,
-                server: local,
-            });
+            core.server.handle_client_closed(
+                Instant::now(),
+                FiveTuple {
+                    client: c.peer,
+                    server: local,
+                },
+            );
         }
     }
     let mut clients = TcpClients {

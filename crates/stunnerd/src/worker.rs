@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     /// The core's counters, copied about once a second.
     pub(crate) stats: Mutex<Stats>,
+    /// Lifetimes of ended allocations; written on deletions only.
+    pub(crate) lifetimes: Mutex<crate::metrics::Histogram>,
 }
 
 /// A handle to a running worker.
@@ -163,7 +165,7 @@ impl Core {
                 Control::Tls(c) => self.tls = Some(c),
                 Control::Dtls(c) => self.dtls = Some(c),
                 Control::Stop => {
-                    self.server.close_all();
+                    self.server.close_all(Instant::now());
                     self.drain(poll, clients, Instant::now());
                     self.stopping = true;
                 }
@@ -249,7 +251,11 @@ impl Core {
                 five_tuple,
                 relay,
                 expired,
+                duration,
             } => {
+                if let Ok(mut h) = self.shared.lifetimes.lock() {
+                    h.observe(duration.as_secs_f64());
+                }
                 tracing::info!(target: "turn", listener = l, client = %five_tuple.client, %relay, expired, "allocation deleted");
             }
             Event::RequestFailed {

@@ -188,7 +188,7 @@ fn closed_stream_ends_its_allocation() {
     let mut sim = Sim::open_cluster();
     let mut c = TestClient::user("192.0.2.10:40000");
     let relay = c.allocate(&mut sim);
-    sim.server.handle_client_closed(c.ft);
+    sim.server.handle_client_closed(sim.now, c.ft);
     sim.drain();
     assert_eq!(sim.server.allocation_count(), 0);
     assert_eq!(sim.closed, vec![relay]);
@@ -204,7 +204,7 @@ fn relay_opened_after_the_client_left_is_closed() {
         Received::Ignored
     );
     let req = sim.held.pop().unwrap();
-    sim.server.handle_client_closed(c.ft);
+    sim.server.handle_client_closed(sim.now, c.ft);
     sim.server
         .handle_relay_opened(sim.now, req.token, Some(40000));
     sim.drain();
@@ -218,7 +218,7 @@ fn close_all_ends_everything() {
     for port in 1..=5 {
         TestClient::user(&format!("192.0.2.10:{port}")).allocate(&mut sim);
     }
-    sim.server.close_all();
+    sim.server.close_all(sim.now);
     sim.drain();
     assert_eq!(sim.server.allocation_count(), 0);
     assert_eq!(sim.closed.len(), 5);

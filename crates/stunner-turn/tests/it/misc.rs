@@ -87,7 +87,7 @@ proptest! {
             }
         }
         prop_assert!(sim.server.allocation_count() <= 3);
-        sim.server.close_all();
+        sim.server.close_all(sim.now);
         sim.drain();
         prop_assert_eq!(sim.server.allocation_count(), 0);
     }

@@ -55,4 +55,23 @@ fn metrics_report_allocations_and_traffic() {
         assert!(Instant::now() < deadline, "metrics never matched:\n{body}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // An ended allocation shows in the lifetime histogram.
+    assert_eq!(
+        c.request(Request::Refresh { lifetime: 0 }),
+        Received::Refreshed { lifetime: 0 }
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = http_get(mport, "/metrics").map(|r| r.1).unwrap_or_default();
+        if body.contains("stunner_allocation_duration_seconds_count 1")
+            && body.contains("stunner_allocations_active 0")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "histogram never updated:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
