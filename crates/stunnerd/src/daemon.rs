@@ -4,7 +4,7 @@
 //! applied is rejected whole and the running one stays.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use stunner_config::{Change, ClusterType, StunnerConfig, diff};
@@ -122,24 +122,26 @@ impl Daemon {
         Ok(())
     }
 
-    /// Resolves the STRICT_DNS names of the applied config and feeds the addresses to
-    /// the workers. A name that does not resolve admits nothing (not an error).
-    pub fn resolve_dns(&self) {
-        let Some(c) = &self.config else { return };
-        for cl in c
+    /// The STRICT_DNS names of the applied config.
+    pub fn dns_names(&self) -> Vec<String> {
+        let Some(c) = &self.config else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = c
             .clusters
             .iter()
             .filter(|c| c.cluster_type == ClusterType::StrictDns)
-        {
-            for name in &cl.endpoints {
-                let addrs: Vec<IpAddr> = (name.as_str(), 0)
-                    .to_socket_addrs()
-                    .map(|a| a.map(|s| s.ip().to_canonical()).collect())
-                    .unwrap_or_default();
-                for l in self.listeners.values() {
-                    l.resolved(name, &addrs);
-                }
-            }
+            .flat_map(|c| c.endpoints.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Feeds the current addresses of a STRICT_DNS name to every worker.
+    pub fn set_resolved(&self, name: &str, addrs: &[IpAddr]) {
+        for l in self.listeners.values() {
+            l.resolved(name, addrs);
         }
     }
 

@@ -6,6 +6,7 @@
 mod admin;
 pub mod cli;
 mod daemon;
+mod dns;
 pub mod dtls;
 mod error;
 mod listener;

@@ -98,6 +98,7 @@ pub async fn run(args: Args) -> ExitCode {
     });
     let mut ctl = Control {
         daemon: Daemon::new(args.udp_thread_num),
+        dns: crate::dns::Dns::new(),
         state: state.clone(),
         admin: None,
         admin_endpoint: None,
@@ -165,7 +166,7 @@ pub async fn run(args: Args) -> ExitCode {
                 None => watching = false,
             },
             _ = tick.tick() => ctl.publish_status(),
-            _ = dns.tick() => tokio::task::block_in_place(|| ctl.daemon.resolve_dns()),
+            _ = dns.tick() => ctl.resolve().await,
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
@@ -197,6 +198,7 @@ pub async fn run(args: Args) -> ExitCode {
 
 struct Control {
     daemon: Daemon,
+    dns: crate::dns::Dns,
     state: Arc<AdminState>,
     admin: Option<AdminServer>,
     admin_endpoint: Option<String>,
@@ -214,13 +216,21 @@ impl Control {
         self.daemon.apply(c.clone())?;
         self.log.set(&c.admin.log_level);
         self.ensure_admin(&c).await;
-        tokio::task::block_in_place(|| self.daemon.resolve_dns());
+        self.resolve().await;
         let ready = !c.is_zero() && self.daemon.listeners_up();
         if ready {
             self.state.ready.store(true, Ordering::Relaxed);
         }
         self.publish_status();
         Ok(())
+    }
+
+    /// Re-resolves the STRICT_DNS names and feeds the workers.
+    async fn resolve(&self) {
+        for name in self.daemon.dns_names() {
+            let addrs = self.dns.resolve(&name).await;
+            self.daemon.set_resolved(&name, &addrs);
+        }
     }
 
     /// (Re)binds the health-check and metrics servers when their endpoints changed.

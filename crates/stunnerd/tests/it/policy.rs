@@ -50,3 +50,29 @@ fn peer_outside_the_clusters_gets_nothing() {
     assert_eq!(outside.count(), 0, "a peer outside the clusters got bytes");
     assert_eq!(inside.count(), 1);
 }
+
+#[test]
+fn strict_dns_cluster_admits_what_its_name_resolves_to() {
+    let (port, health) = (free_port(), free_port());
+    let peer = EchoPeer::start();
+    // `localhost` resolves from the hosts file: no DNS traffic leaves the machine.
+    let conf = config(port, health, STATIC_AUTH, "localhost").replace(
+        "{name: peers, endpoints:",
+        "{name: peers, type: STRICT_DNS, endpoints:",
+    );
+    let d = Stunnerd::start("dns", &conf, health, &[]);
+    d.wait_ready(200, Duration::from_secs(5));
+    let mut c = TurnClient::new(port, "user", "pass");
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    let r = c.request(Request::ChannelBind {
+        channel: 0x4000,
+        peer: peer.addr,
+    });
+    assert_eq!(r, Received::ChannelBound, "{}", d.log_text());
+    c.send_channel(0x4000, b"via dns");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(peer.count(), 1);
+}
