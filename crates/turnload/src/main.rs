@@ -1,0 +1,349 @@
+//! turnload: drives a TURN server with N allocations, each with a channel to an echo
+//! peer that turnload runs itself, and reports delivered datagrams per second, loss,
+//! round-trip times and the server's CPU time per relayed datagram (from
+//! `/proc/<pid>/stat`). Traffic goes to the addresses given, which the benchmark keeps
+//! on loopback.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use stunner_turn::{Client, Received, Request, TransportKind};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(name = "turnload", about)]
+struct Args {
+    /// TURN server (UDP).
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    server: SocketAddr,
+    /// Username.
+    #[arg(long, default_value = "user")]
+    user: String,
+    /// Password.
+    #[arg(long, default_value = "pass")]
+    pass: String,
+    /// Allocations.
+    #[arg(long, default_value_t = 10)]
+    allocations: usize,
+    /// Payload bytes per datagram (at least 16).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Datagrams in flight per allocation (closed loop).
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    /// Paced mode: datagrams per second over all allocations (0 = closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds of measured traffic.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Server PID, for CPU time per datagram.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Label printed with each figure.
+    #[arg(long, default_value = "server")]
+    label: String,
+}
+
+const PEER: Token = Token(0);
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+struct Alloc {
+    sock: UdpSocket,
+    client: Client,
+    in_flight: usize,
+}
+
+fn exchange(
+    sock: &std::net::UdpSocket,
+    server: SocketAddr,
+    client: &mut Client,
+    req: Request,
+) -> Result<Received, String> {
+    let mut bytes = client.request(req);
+    let mut buf = [0u8; 2048];
+    for _ in 0..4 {
+        sock.send_to(&bytes, server).map_err(|e| e.to_string())?;
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| format!("no answer: {e}"))?;
+        match client.receive(&buf[..n]) {
+            Received::Retry(b) => bytes = b,
+            other => return Ok(other),
+        }
+    }
+    Err("no final answer".into())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turnload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(a: &Args) -> Result<(), String> {
+    let size = a.size.max(16);
+    // The echo peer.
+    let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let peer_addr = peer_std.local_addr().map_err(|e| e.to_string())?;
+    peer_std.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut peer = UdpSocket::from_std(peer_std);
+
+    // Allocations, each with a channel to the peer.
+    let rss0 = a.server_pid.and_then(rss_kib);
+    let mut allocs = Vec::new();
+    let setup = Instant::now();
+    for i in 0..a.allocations {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let mut c = Client::new(&a.user, &a.pass, TransportKind::Datagram, 1 + i as u64);
+        match exchange(
+            &s,
+            a.server,
+            &mut c,
+            Request::Allocate {
+                lifetime: Some(600),
+            },
+        )? {
+            Received::Allocated { .. } => {}
+            other => return Err(format!("allocation {i} failed: {other:?}")),
+        }
+        match exchange(
+            &s,
+            a.server,
+            &mut c,
+            Request::ChannelBind {
+                channel: 0x4000,
+                peer: peer_addr,
+            },
+        )? {
+            Received::ChannelBound => {}
+            other => return Err(format!("channel bind {i} failed: {other:?}")),
+        }
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        allocs.push(Alloc {
+            sock: UdpSocket::from_std(s),
+            client: c,
+            in_flight: 0,
+        });
+    }
+    let setup_secs = setup.elapsed().as_secs_f64();
+    let rss1 = a.server_pid.and_then(rss_kib);
+
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(&mut peer, PEER, Interest::READABLE)
+        .map_err(|e| e.to_string())?;
+    for (i, al) in allocs.iter_mut().enumerate() {
+        poll.registry()
+            .register(&mut al.sock, Token(i + 1), Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+    }
+    let origin = Instant::now();
+    let mut payload = vec![0x5au8; size];
+    let stamp = |p: &mut [u8], t: Instant| {
+        let us = t.duration_since(origin).as_micros() as u64;
+        p[..8].copy_from_slice(&us.to_be_bytes());
+    };
+    let mut frame_buf = vec![0u8; 4 + size + 4];
+    let mut send = |al: &mut Alloc, now: Instant, payload: &mut Vec<u8>| -> bool {
+        stamp(payload, now);
+        let f = al.client.channel_data(0x4000, payload);
+        frame_buf.clear();
+        frame_buf.extend_from_slice(&f);
+        al.sock.send_to(&frame_buf, a.server).is_ok()
+    };
+
+    let cpu0 = a.server_pid.and_then(cpu_seconds);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(a.duration);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut rtts: Vec<u64> = Vec::with_capacity(1 << 20);
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 65536];
+    let mut peer_echoes: HashMap<SocketAddr, u64> = HashMap::new();
+    let paced = a.rate > 0;
+    let interval = if paced {
+        Duration::from_secs_f64(1.0 / a.rate as f64)
+    } else {
+        Duration::ZERO
+    };
+    let mut next_send = start;
+    let mut rr = 0usize;
+    if !paced {
+        for al in allocs.iter_mut() {
+            for _ in 0..a.window {
+                if send(al, Instant::now(), &mut payload) {
+                    al.in_flight += 1;
+                    sent += 1;
+                }
+            }
+        }
+    }
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if paced {
+            while next_send <= now && !allocs.is_empty() {
+                let n = allocs.len();
+                let al = &mut allocs[rr % n];
+                rr += 1;
+                if send(al, now, &mut payload) {
+                    sent += 1;
+                }
+                next_send += interval;
+            }
+        }
+        let timeout = if paced {
+            next_send.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_millis(100)
+        };
+        poll.poll(
+            &mut events,
+            Some(timeout.min(end.saturating_duration_since(Instant::now()))),
+        )
+        .map_err(|e| e.to_string())?;
+        for ev in events.iter() {
+            if ev.token() == PEER {
+                loop {
+                    match peer.recv_from(&mut buf) {
+                        Ok((n, from)) => {
+                            *peer_echoes.entry(from).or_insert(0) += 1;
+                            let _ = peer.send_to(&buf[..n], from);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let i = ev.token().0 - 1;
+            loop {
+                let res = allocs[i].sock.recv_from(&mut buf);
+                match res {
+                    Ok((n, _)) => {
+                        if let Received::ChannelData { range, .. } =
+                            allocs[i].client.receive(&buf[..n])
+                            && range.len() >= 8
+                        {
+                            let mut t = [0u8; 8];
+                            t.copy_from_slice(&buf[range.start..range.start + 8]);
+                            let sent_us = u64::from_be_bytes(t);
+                            let now_us = origin.elapsed().as_micros() as u64;
+                            rtts.push(now_us.saturating_sub(sent_us));
+                            received += 1;
+                            let al = &mut allocs[i];
+                            al.in_flight = al.in_flight.saturating_sub(1);
+                            if !paced
+                                && Instant::now() < end
+                                && send(al, Instant::now(), &mut payload)
+                            {
+                                al.in_flight += 1;
+                                sent += 1;
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // Let stragglers arrive before counting loss.
+    let drain_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < drain_until {
+        let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
+        for ev in events.iter() {
+            if ev.token() == PEER {
+                while let Ok((n, from)) = peer.recv_from(&mut buf) {
+                    let _ = peer.send_to(&buf[..n], from);
+                }
+                continue;
+            }
+            let i = ev.token().0 - 1;
+            while let Ok((n, _)) = allocs[i].sock.recv_from(&mut buf) {
+                if matches!(
+                    allocs[i].client.receive(&buf[..n]),
+                    Received::ChannelData { .. }
+                ) {
+                    received += 1;
+                }
+            }
+        }
+    }
+    let cpu1 = a.server_pid.and_then(cpu_seconds);
+    rtts.sort_unstable();
+    let l = &a.label;
+    println!(
+        "{l} allocations={} setup_allocs_per_s={:.0}",
+        a.allocations,
+        a.allocations as f64 / setup_secs.max(1e-9)
+    );
+    if let (Some(r0), Some(r1)) = (rss0, rss1) {
+        println!(
+            "{l} rss_kib_per_allocation={:.2}",
+            r1.saturating_sub(r0) as f64 / a.allocations.max(1) as f64
+        );
+    }
+    println!(
+        "{l} sent={sent} received={received} loss_pct={:.3}",
+        100.0 * (sent.saturating_sub(received)) as f64 / sent.max(1) as f64
+    );
+    println!("{l} delivered_per_s={:.0}", received as f64 / elapsed);
+    println!(
+        "{l} rtt_p50_ms={:.3} rtt_p99_ms={:.3}",
+        percentile(&rtts, 0.5),
+        percentile(&rtts, 0.99)
+    );
+    if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
+        // Each round trip is two relayed datagrams: client to peer and back.
+        let relayed = 2 * received;
+        println!(
+            "{l} server_cpu_s={:.3} cpu_us_per_datagram={:.3}",
+            c1 - c0,
+            1e6 * (c1 - c0) / relayed.max(1) as f64
+        );
+    }
+    Ok(())
+}
