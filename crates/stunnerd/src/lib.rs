@@ -4,6 +4,7 @@
 //! graceful shutdown that waits for allocations to end.
 
 mod admin;
+mod batch;
 pub mod cli;
 mod daemon;
 mod dns;

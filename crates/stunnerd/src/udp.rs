@@ -3,32 +3,46 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use mio::net::UdpSocket;
 use mio::{Interest, Poll, Token};
-use stunner_turn::{FiveTuple, ServerConfig, Source};
+use stunner_turn::{CHANNEL_HEADROOM, FiveTuple, ServerConfig, Source};
 
+use crate::batch::{BATCH, SendBatch};
 use crate::net;
 use crate::relays::Reservations;
 use crate::worker::{self, Clients, Control, Core, READ_BUDGET, Shared, WAKER};
 
 const LISTENER: Token = Token(1);
 
+/// Sends to clients through the listener socket, batched: datagrams are queued and go
+/// out with one `sendmmsg` when this is dropped (at the end of each step).
 struct UdpClients<'a> {
     socket: &'a UdpSocket,
     shared: &'a Shared,
+    tx: &'a mut SendBatch,
 }
 
 impl Clients for UdpClients<'_> {
     fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if self.socket.send_to(data, net::for_socket(true, to)).is_ok() {
-            self.shared.tx_packets.fetch_add(1, Ordering::Relaxed);
+        self.tx.push(net::for_socket(true, to), data);
+        self.shared
+            .tx_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpClients<'_> {
+    fn drop(&mut self) {
+        if self.tx.len() > 0 {
+            let sent = self.tx.flush(self.socket.as_raw_fd());
             self.shared
-                .tx_bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                .tx_packets
+                .fetch_add(sent as u64, Ordering::Relaxed);
         }
     }
 }
@@ -76,6 +90,7 @@ fn run(
     shared.connections.store(1, Ordering::Relaxed);
     shared.connections_total.store(1, Ordering::Relaxed);
     let mut core = Core::new(name, config, shared.clone(), reservations);
+    let mut tx = SendBatch::default();
     let mut poll = poll;
     let mut events = worker::events();
     loop {
@@ -86,26 +101,31 @@ fn run(
             tracing::error!(target: "stunnerd", listener = name, error = %e, "poll failed");
             return;
         }
-        let mut clients = UdpClients {
-            socket: &socket,
-            shared: &shared,
-        };
         let mut tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
         tokens.extend(core.backlog.drain(..));
         for token in tokens {
+            let mut clients = UdpClients {
+                socket: &socket,
+                shared: &shared,
+                tx: &mut tx,
+            };
             match token {
                 WAKER => {
                     if !core.control(&rx, &poll, &mut clients) {
                         return;
                     }
                 }
-                LISTENER => read_clients(&mut core, &poll, &socket, &shared, local),
+                LISTENER => {
+                    drop(clients);
+                    read_clients(&mut core, &poll, &socket, &shared, local, &mut tx);
+                }
                 t => core.read_relay(t, &poll, &mut clients),
             }
         }
         let mut clients = UdpClients {
             socket: &socket,
             shared: &shared,
+            tx: &mut tx,
         };
         core.tick(&poll, &mut clients, Instant::now());
     }
@@ -117,27 +137,40 @@ fn read_clients(
     socket: &UdpSocket,
     shared: &Shared,
     local: SocketAddr,
+    tx: &mut SendBatch,
 ) {
-    for _ in 0..READ_BUDGET {
-        let (n, from) = match socket.recv_from(&mut core.buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-            Err(_) => continue,
+    for _ in 0..READ_BUDGET / BATCH {
+        let n = match core.rx.recv(socket.as_raw_fd()) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
         };
-        shared.rx_packets.fetch_add(1, Ordering::Relaxed);
-        shared.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
         let now = Instant::now();
-        let ft = FiveTuple {
-            client: net::canonical(from),
-            server: local,
-        };
-        if let Some(f) = core.server.handle_client(now, ft, &core.buf[..n])
-            && let Source::Relay(r) = f.from
-        {
-            core.relays.send(r, f.to, &core.buf[f.range]);
+        for i in 0..n {
+            let (buf, len, from) = core.rx.get(i);
+            let Some(from) = from else { continue };
+            shared.rx_packets.fetch_add(1, Ordering::Relaxed);
+            shared.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            let ft = FiveTuple {
+                client: net::canonical(from),
+                server: local,
+            };
+            let data = &buf[CHANNEL_HEADROOM..CHANNEL_HEADROOM + len];
+            if let Some(f) = core.server.handle_client(now, ft, data)
+                && let Source::Relay(r) = f.from
+            {
+                core.relays.send(r, f.to, &data[f.range]);
+            }
         }
-        let mut clients = UdpClients { socket, shared };
+        let mut clients = UdpClients {
+            socket,
+            shared,
+            tx: &mut *tx,
+        };
         core.drain(poll, &mut clients, now);
+        drop(clients);
+        if n < BATCH {
+            return;
+        }
     }
     core.backlog.push_back(LISTENER);
 }

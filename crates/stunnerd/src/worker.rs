@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
-use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -97,6 +96,8 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     pub(crate) name: String,
     pub(crate) buf: Vec<u8>,
+    /// Receive buffers for batched reads (client and relay sockets).
+    pub(crate) rx: crate::batch::RecvBatch,
     /// Sockets with data left after their read budget ran out.
     pub(crate) backlog: VecDeque<Token>,
     pub(crate) stopping: bool,
@@ -128,6 +129,7 @@ impl Core {
             shared,
             name: name.to_string(),
             buf: vec![0; CHANNEL_HEADROOM + 65536 + CHANNEL_TAILROOM],
+            rx: crate::batch::RecvBatch::new(CHANNEL_HEADROOM, 65535, CHANNEL_TAILROOM),
             backlog: VecDeque::new(),
             stopping: false,
             tls: None,
@@ -174,30 +176,31 @@ impl Core {
         !self.stopping
     }
 
-    /// Reads datagrams from relay socket `token` and relays them to clients.
+    /// Reads datagrams from relay socket `token` (batched) and relays them to clients.
     pub(crate) fn read_relay(&mut self, token: Token, poll: &Poll, clients: &mut dyn Clients) {
-        for _ in 0..READ_BUDGET {
+        for _ in 0..READ_BUDGET / crate::batch::BATCH {
             let Some(relay) = self.relays.get(token) else {
                 return;
             };
             let relay_addr = relay.addr;
-            let res = relay
-                .socket
-                .recv_from(&mut self.buf[CHANNEL_HEADROOM..CHANNEL_HEADROOM + 65536]);
-            let (n, peer) = match res {
-                Ok(x) => x,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(_) => continue,
+            let n = match self.rx.recv(std::os::fd::AsRawFd::as_raw_fd(&relay.socket)) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(_) => return,
             };
             let now = Instant::now();
-            let peer = crate::net::canonical(peer);
-            if let Some(f) = self
-                .server
-                .handle_peer(now, relay_addr, peer, &mut self.buf, n)
-            {
-                clients.send(f.to, &self.buf[f.range]);
+            for i in 0..n {
+                let (buf, len, peer) = self.rx.get(i);
+                let Some(peer) = peer else { continue };
+                let peer = crate::net::canonical(peer);
+                if let Some(f) = self.server.handle_peer(now, relay_addr, peer, buf, len) {
+                    clients.send(f.to, &buf[f.range]);
+                }
             }
             self.drain(poll, clients, now);
+            if n < crate::batch::BATCH {
+                return;
+            }
         }
         self.backlog.push_back(token);
     }
