@@ -34,6 +34,9 @@ const LISTENER: Token = Token(1);
 const MTU: u32 = 1200;
 /// A handshake not finished by then is dropped.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session not heard from for this long is dropped (the longest allocation lifetime
+/// without a refresh, RFC 8656 §7.2, plus a margin).
+pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(3700);
 /// Concurrent handshakes per worker; the oldest is dropped beyond this.
 pub(crate) const MAX_HANDSHAKES: usize = 1024;
 
@@ -79,14 +82,15 @@ impl Write for Datagrams {
 
 enum Session {
     Handshaking(MidHandshakeSslStream<Datagrams>, Instant),
-    Established(SslStream<Datagrams>),
+    /// With the time the client was last heard from.
+    Established(SslStream<Datagrams>, Instant),
 }
 
 impl Session {
     fn io(&mut self) -> &mut Datagrams {
         match self {
             Self::Handshaking(m, _) => m.get_mut(),
-            Self::Established(s) => s.get_mut(),
+            Self::Established(s, _) => s.get_mut(),
         }
     }
 }
@@ -173,7 +177,7 @@ impl DtlsClients<'_> {
 
 impl Clients for DtlsClients<'_> {
     fn send(&mut self, to: SocketAddr, data: &[u8]) {
-        if let Some(Session::Established(s)) = self.sessions.get_mut(&to) {
+        if let Some(Session::Established(s, _)) = self.sessions.get_mut(&to) {
             let _ = s.ssl_write(data);
         }
         self.flush(to);
@@ -262,7 +266,7 @@ fn run(
             }
         }
         let now = Instant::now();
-        expire_handshakes(&mut sessions, now);
+        expire_sessions(&mut sessions, now);
         shared
             .connections
             .store(sessions.len() as u64, Ordering::Relaxed);
@@ -275,8 +279,13 @@ fn run(
     }
 }
 
-fn expire_handshakes(sessions: &mut HashMap<SocketAddr, Session>, now: Instant) {
-    sessions.retain(|_, s| !matches!(s, Session::Handshaking(_, t) if now.duration_since(*t) > HANDSHAKE_TIMEOUT));
+fn expire_sessions(sessions: &mut HashMap<SocketAddr, Session>, now: Instant) {
+    // Stalled handshakes, and sessions silent for longer than any allocation can live
+    // without a refresh (the client is gone).
+    sessions.retain(|_, s| match s {
+        Session::Handshaking(_, t) => now.duration_since(*t) <= HANDSHAKE_TIMEOUT,
+        Session::Established(_, seen) => now.duration_since(*seen) <= SESSION_IDLE,
+    });
     let handshaking = sessions
         .values()
         .filter(|s| matches!(s, Session::Handshaking(..)))
@@ -286,7 +295,7 @@ fn expire_handshakes(sessions: &mut HashMap<SocketAddr, Session>, now: Instant) 
             .iter()
             .filter_map(|(a, s)| match s {
                 Session::Handshaking(_, t) => Some((*t, *a)),
-                Session::Established(_) => None,
+                Session::Established(..) => None,
             })
             .collect();
         started.sort();
@@ -367,7 +376,7 @@ fn feed(
             let mut io = Datagrams::default();
             io.inbox.push_back(datagram);
             match ssl.accept(io) {
-                Ok(s) => Session::Established(s),
+                Ok(s) => Session::Established(s, Instant::now()),
                 Err(HandshakeError::WouldBlock(m)) => Session::Handshaking(m, Instant::now()),
                 Err(e) => {
                     tracing::debug!(target: "dtls", client = %from, error = %e, "handshake failed");
@@ -380,7 +389,7 @@ fn feed(
         Session::Handshaking(m, started) => match m.handshake() {
             Ok(s) => {
                 tracing::debug!(target: "dtls", client = %from, "handshake done");
-                Session::Established(s)
+                Session::Established(s, Instant::now())
             }
             Err(HandshakeError::WouldBlock(m)) => Session::Handshaking(m, started),
             Err(e) => {
@@ -391,7 +400,8 @@ fn feed(
         est => est,
     };
     let mut session = session;
-    if let Session::Established(s) = &mut session {
+    if let Session::Established(s, seen) = &mut session {
+        *seen = Instant::now();
         loop {
             match s.ssl_read(plain) {
                 Ok(n) if n > 0 => out.push(plain[..n].to_vec()),
