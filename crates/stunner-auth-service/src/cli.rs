@@ -1,0 +1,100 @@
+//! Command line of the auth service binaries (`stunner-auth-service`, and `authd`, the
+//! upstream name).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::{AppState, router};
+
+/// STUNner auth service: TURN credentials and ICE configs for the Gateways the CDS knows.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// HTTP port.
+    #[arg(short = 'p', long, default_value_t = 8088)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "::")]
+    address: std::net::IpAddr,
+    /// The CDS server, `host:port` or a URL.
+    #[arg(
+        long = "cds-server-address",
+        env = "CDS_SERVER_ADDR",
+        default_value = "127.0.0.1:13478"
+    )]
+    cds_server_address: String,
+    /// Require `Authorization: Bearer <token>` on `/` and `/ice` (upstream checks
+    /// nothing: anybody who reaches the service gets credentials).
+    #[arg(
+        long = "require-token",
+        env = "STUNNER_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    require_token: Option<String>,
+    /// Log level spec, e.g. `all:INFO`.
+    #[arg(short = 'l', long = "log", default_value = "all:INFO")]
+    log: String,
+    /// Verbose: `all:DEBUG`.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+}
+
+/// Parses the command line and runs the service.
+pub fn main() -> ExitCode {
+    let a = Args::parse();
+    let level = if a.verbose {
+        "debug"
+    } else {
+        a.log.rsplit(':').next().unwrap_or("info")
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(level.to_ascii_lowercase())
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stunner-auth-service: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let state = AppState::new(
+            a.require_token.clone().filter(|t| !t.is_empty()),
+            std::env::var("STUNNER_PUBLIC_ADDR").ok().filter(|s| !s.is_empty()),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(stunner_cds::client::watch(a.cds_server_address.clone(), None, None, tx));
+        let feed = state.clone();
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                tracing::info!(target: "auth", id = %c.admin.name, deleted = c.is_zero(), "config update");
+                feed.apply(c);
+            }
+        });
+        let addr = std::net::SocketAddr::new(a.address, a.port);
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("stunner-auth-service: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(target: "auth", %addr, cds = %a.cds_server_address, "serving");
+        match axum::serve(listener, router(state)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stunner-auth-service: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
