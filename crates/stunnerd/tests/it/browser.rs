@@ -12,10 +12,17 @@ use crate::harness::*;
 const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
 fn page(turn_url: &str) -> String {
+    let cfg = format!(
+        "{{iceServers: [{{urls: '{turn_url}', username: 'user', credential: 'pass'}}], iceTransportPolicy: 'relay'}}"
+    );
+    page_with(&cfg)
+}
+
+/// The test page with this RTCConfiguration (a JS object literal or JSON).
+pub fn page_with(cfg: &str) -> String {
     format!(
         r#"<!doctype html><script>
-const cfg = {{iceServers: [{{urls: '{turn_url}', username: 'user', credential: 'pass'}}],
-             iceTransportPolicy: 'relay'}};
+const cfg = {cfg};
 const report = (r) => fetch('/result?' + new URLSearchParams(r));
 const pc1 = new RTCPeerConnection(cfg), pc2 = new RTCPeerConnection(cfg);
 pc1.onicecandidate = e => e.candidate && pc2.addIceCandidate(e.candidate);
@@ -49,7 +56,7 @@ fn run_browser(html: String) -> String {
     run_browser_with(html, &[])
 }
 
-fn run_browser_with(html: String, extra: &[String]) -> String {
+pub fn run_browser_with(html: String, extra: &[String]) -> String {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (scripts/test does)"

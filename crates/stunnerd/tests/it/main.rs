@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a test fails loudly by design
 #![allow(unreachable_pub)] // helpers are shared between modules
 
+mod auth;
 mod browser;
 mod cds;
 mod coturn;
