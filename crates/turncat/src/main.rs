@@ -1,0 +1,179 @@
+//! turncat: tunnels UDP through a TURN server, as upstream's tool does.
+//!
+//! `turncat [--insecure] [--sni NAME] <client> <server> <peer>`
+//! - client: `udp://<ip>:<port>` (listen; one allocation per client address) or `-`
+//!   (stdin/stdout);
+//! - server: `turn://user:pass@host:port?transport=udp|tcp|tls`;
+//! - peer: `udp://<ip>:<port>`.
+
+mod session;
+mod transport;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Parser;
+use stunner_config::TurnUri;
+
+use crate::session::Session;
+
+/// Errors, reported in one line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("I/O: {0}")]
+    Io(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("TURN: {0}")]
+    Turn(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+}
+
+/// Tunnels UDP through a TURN server.
+#[derive(Debug, Parser)]
+#[command(name = "turncat", version, about)]
+struct Args {
+    /// Do not verify the TLS certificate of the server.
+    #[arg(long)]
+    insecure: bool,
+    /// Server name for TLS (default: the host of the server URI).
+    #[arg(long)]
+    sni: Option<String>,
+    /// `udp://<ip>:<port>` to listen on, or `-` for stdin/stdout.
+    client: String,
+    /// `turn://user:pass@host:port?transport=udp|tcp|tls`.
+    server: String,
+    /// `udp://<ip>:<port>`.
+    peer: String,
+}
+
+fn udp_addr(s: &str, what: &str) -> Result<SocketAddr, Error> {
+    s.strip_prefix("udp://")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Error::Usage(format!("{what} must be udp://<ip>:<port>, got {s:?}")))
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turncat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(a: &Args) -> Result<(), Error> {
+    if a.server.starts_with("k8s://") {
+        return Err(Error::Unsupported("k8s:// (config from the CDS)".into()));
+    }
+    let uri = TurnUri::parse(&a.server).map_err(|e| Error::Usage(e.to_string()))?;
+    if uri.username.is_none() || uri.password.is_none() {
+        return Err(Error::Usage("the server URI needs user:pass@".into()));
+    }
+    let peer = udp_addr(&a.peer, "peer")?;
+    if a.client == "-" {
+        return stdio(&uri, peer, a);
+    }
+    let listen = udp_addr(&a.client, "client")?;
+    let sock = UdpSocket::bind(listen).map_err(|e| Error::Io(format!("{listen}: {e}")))?;
+    eprintln!("turncat: listening on {listen}, relaying to {peer} through {uri}");
+    let mut sessions: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        sessions.retain(|_, tx| tx.send(Vec::new()).is_ok());
+        if let Some(tx) = sessions.get(&from) {
+            let _ = tx.send(buf[..n].to_vec());
+            continue;
+        }
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let _ = tx.send(buf[..n].to_vec());
+        sessions.insert(from, tx);
+        let reply = sock.try_clone().map_err(|e| Error::Io(e.to_string()))?;
+        let (uri, insecure, sni) = (uri.clone(), a.insecure, a.sni.clone());
+        std::thread::spawn(move || {
+            let mut s = match Session::open(&uri, peer, insecure, sni.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("turncat: client {from}: {e}");
+                    return;
+                }
+            };
+            eprintln!("turncat: client {from} relayed at {}", s.relayed);
+            pump(&mut s, &rx, |data| {
+                let _ = reply.send_to(data, from);
+            });
+            s.close();
+        });
+    }
+}
+
+/// Moves data both ways until the client side or the server goes away.
+fn pump(s: &mut Session, rx: &mpsc::Receiver<Vec<u8>>, mut deliver: impl FnMut(&[u8])) {
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(d) if d.is_empty() => {}
+                Ok(d) => {
+                    if let Err(e) = s.send(&d) {
+                        eprintln!("turncat: {e}");
+                        return;
+                    }
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        match s.poll() {
+            Ok(Some(d)) => deliver(&d),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("turncat: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn stdio(uri: &TurnUri, peer: SocketAddr, a: &Args) -> Result<(), Error> {
+    let mut s = Session::open(uri, peer, a.insecure, a.sni.as_deref())?;
+    eprintln!("turncat: relayed at {}", s.relayed);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 1200];
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = std::io::stdout();
+    pump(&mut s, &rx, |d| {
+        let _ = out.write_all(d);
+        let _ = out.flush();
+    });
+    // stdin closed: give in-flight answers a moment, then release the allocation.
+    let until = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < until {
+        if let Ok(Some(d)) = s.poll() {
+            let _ = out.write_all(&d);
+            let _ = out.flush();
+        }
+    }
+    s.close();
+    Ok(())
+}

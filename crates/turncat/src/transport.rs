@@ -1,0 +1,191 @@
+//! The connection to the TURN server: UDP, TCP or TLS, with frames (STUN messages and
+//! ChannelData) in and out.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stunner_config::{ListenerProtocol, TurnUri};
+use stunner_turn::frame_len;
+
+use crate::Error;
+
+/// How long a read waits before the session loop looks at other work.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+pub(crate) enum Transport {
+    Udp(UdpSocket),
+    Tcp(TcpStream, Vec<u8>),
+    Tls(
+        Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+        Vec<u8>,
+    ),
+}
+
+/// Accepts any server certificate (`--insecure`).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Resolve(host.to_string()))
+}
+
+impl Transport {
+    /// Connects to the server of `uri`.
+    pub(crate) fn connect(uri: &TurnUri, insecure: bool, sni: Option<&str>) -> Result<Self, Error> {
+        let addr = resolve(&uri.host, uri.port)?;
+        let io = |e: std::io::Error| Error::Io(format!("{addr}: {e}"));
+        match uri.protocol {
+            ListenerProtocol::TurnUdp => {
+                let local: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    "[::]:0"
+                        .parse()
+                        .map_err(|_| Error::Io("bad address".into()))?
+                };
+                let s = UdpSocket::bind(local).map_err(io)?;
+                s.connect(addr).map_err(io)?;
+                s.set_read_timeout(Some(TICK)).map_err(io)?;
+                Ok(Self::Udp(s))
+            }
+            ListenerProtocol::TurnTcp => {
+                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+                s.set_nodelay(true).map_err(io)?;
+                s.set_read_timeout(Some(TICK)).map_err(io)?;
+                Ok(Self::Tcp(s, Vec::new()))
+            }
+            ListenerProtocol::TurnTls => {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                if !insecure {
+                    return Err(Error::Tls(
+                        "no CA to verify the server certificate: pass --insecure (no check)".into(),
+                    ));
+                }
+                let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+                    .map_err(|e| Error::Tls(e.to_string()))?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                    .with_no_client_auth();
+                let name = sni.unwrap_or(&uri.host).to_string();
+                let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|_| Error::Tls(format!("invalid server name {name:?}")))?;
+                let conn = rustls::ClientConnection::new(Arc::new(cfg), server_name)
+                    .map_err(|e| Error::Tls(e.to_string()))?;
+                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+                s.set_nodelay(true).map_err(io)?;
+                s.set_read_timeout(Some(TICK)).map_err(io)?;
+                Ok(Self::Tls(
+                    Box::new(rustls::StreamOwned::new(conn, s)),
+                    Vec::new(),
+                ))
+            }
+            ListenerProtocol::TurnDtls => Err(Error::Unsupported("DTLS server transport".into())),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> stunner_turn::TransportKind {
+        match self {
+            Self::Udp(_) => stunner_turn::TransportKind::Datagram,
+            _ => stunner_turn::TransportKind::Stream,
+        }
+    }
+
+    pub(crate) fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let r = match self {
+            Self::Udp(s) => s.send(frame).map(|_| ()),
+            Self::Tcp(s, _) => s.write_all(frame),
+            Self::Tls(s, _) => s.write_all(frame).and_then(|()| s.flush()),
+        };
+        r.map_err(|e| Error::Io(e.to_string()))
+    }
+
+    /// The next frame, or `None` if nothing came within a tick.
+    pub(crate) fn recv(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let mut buf = [0u8; 65536];
+        match self {
+            Self::Udp(s) => match s.recv(&mut buf) {
+                Ok(n) => Ok(Some(buf[..n].to_vec())),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    Ok(None)
+                }
+                Err(e) => Err(Error::Io(e.to_string())),
+            },
+            Self::Tcp(s, pending) => stream_frame(s, pending, &mut buf),
+            Self::Tls(s, pending) => stream_frame(s.as_mut(), pending, &mut buf),
+        }
+    }
+}
+
+fn stream_frame(
+    s: &mut dyn Read,
+    pending: &mut Vec<u8>,
+    buf: &mut [u8],
+) -> Result<Option<Vec<u8>>, Error> {
+    loop {
+        match frame_len(pending) {
+            Ok(Some(n)) if n <= pending.len() => return Ok(Some(pending.drain(..n).collect())),
+            Ok(_) => {}
+            Err(_) => return Err(Error::Io("server sent neither STUN nor ChannelData".into())),
+        }
+        match s.read(buf) {
+            Ok(0) => return Err(Error::Io("server closed the connection".into())),
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::Io(e.to_string())),
+        }
+    }
+}

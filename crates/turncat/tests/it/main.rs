@@ -1,0 +1,152 @@
+//! turncat tunnels a UDP echo exchange through stunnerd over TURN-UDP, TURN-TCP and
+//! TURN-TLS, with stdin/stdout and with a UDP client.
+#![allow(clippy::unwrap_used)] // a test fails loudly by design
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+
+fn free_port() -> u16 {
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn echo_peer() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut b) {
+            let _ = s.send_to(&b[..n], from);
+        }
+    });
+    port
+}
+
+/// Runs stunnerd in this process with a UDP+TCP listener on `port` and a TLS one on
+/// `tls_port`, routed to 127.0.0.1.
+fn stunnerd(port: u16, tls_port: u16) {
+    let (cert, key) = stunnerd::tls::self_signed("127.0.0.1").unwrap();
+    let health = free_port();
+    let conf = format!(
+        "version: v1
+admin: {{healthcheck_endpoint: \"http://127.0.0.1:{health}\"}}
+auth: {{type: static, credentials: {{username: user, password: pass}}}}
+listeners:
+  - {{name: udp, protocol: TURN-UDP, address: 127.0.0.1, port: {port}, routes: [loop]}}
+  - {{name: tcp, protocol: TURN-TCP, address: 127.0.0.1, port: {port}, routes: [loop]}}
+  - {{name: tls, protocol: TURN-TLS, address: 127.0.0.1, port: {tls_port}, routes: [loop], cert: {cert}, key: {key}}}
+clusters:
+  - {{name: loop, endpoints: [127.0.0.1/32]}}
+"
+    );
+    let path = std::env::temp_dir().join(format!("turncat-it-{}-{port}.conf", std::process::id()));
+    std::fs::write(&path, conf).unwrap();
+    let args = stunnerd::cli::Args::parse_from([
+        "stunnerd",
+        "-c",
+        path.to_str().unwrap(),
+        "-l",
+        "all:WARN",
+    ]);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(stunnerd::run::run(args));
+    });
+    // Wait for the health server, which starts after the listeners.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", health)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("stunnerd did not start");
+}
+
+fn through_stdio(transport: &str, port: u16, extra: &[&str]) {
+    let peer = echo_peer();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args(extra)
+        .arg("-")
+        .arg(format!(
+            "turn://user:pass@127.0.0.1:{port}?transport={transport}"
+        ))
+        .arg(format!("udp://127.0.0.1:{peer}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello through turncat\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello through turncat\n",
+        "{transport}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn tunnels_over_udp_tcp_and_tls() {
+    let (port, tls_port) = (free_port(), free_port());
+    stunnerd(port, tls_port);
+    through_stdio("udp", port, &[]);
+    through_stdio("tcp", port, &[]);
+    through_stdio("tls", tls_port, &["--insecure"]);
+
+    // A UDP client: two clients, each its own allocation.
+    let peer = echo_peer();
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .arg(format!("udp://127.0.0.1:{listen}"))
+        .arg(format!("turn://user:pass@127.0.0.1:{port}?transport=udp"))
+        .arg(format!("udp://127.0.0.1:{peer}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..2 {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let msg = format!("client {i}");
+        c.send_to(msg.as_bytes(), ("127.0.0.1", listen)).unwrap();
+        let mut b = [0u8; 100];
+        let (n, _) = c.recv_from(&mut b).unwrap();
+        assert_eq!(&b[..n], msg.as_bytes());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args(["-", "turn://127.0.0.1:1", "udp://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user:pass@"));
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args(["-", "turn://u:p@127.0.0.1:1", "tcp://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("peer must be udp://"));
+}
