@@ -14,8 +14,29 @@ use crate::Error;
 /// How long a read waits before the session loop looks at other work.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
+/// A connected UDP socket as a datagram Read/Write for OpenSSL's DTLS.
+#[derive(Debug)]
+pub(crate) struct Dgram(UdpSocket);
+
+impl Read for Dgram {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.recv(buf)
+    }
+}
+
+impl Write for Dgram {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.send(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub(crate) enum Transport {
     Udp(UdpSocket),
+    Dtls(Box<openssl::ssl::SslStream<Dgram>>),
     Tcp(TcpStream, Vec<u8>),
     Tls(
         Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
@@ -131,13 +152,41 @@ impl Transport {
                     Vec::new(),
                 ))
             }
-            ListenerProtocol::TurnDtls => Err(Error::Unsupported("DTLS server transport".into())),
+            ListenerProtocol::TurnDtls => {
+                if !insecure {
+                    return Err(Error::Tls(
+                        "no CA to verify the server certificate: pass --insecure (no check)".into(),
+                    ));
+                }
+                let local: SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(local).map_err(io)?;
+                s.connect(addr).map_err(io)?;
+                // The handshake may take a few round trips; then reads tick.
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .map_err(io)?;
+                let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
+                let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::dtls())
+                    .map_err(|e| tls(&e))?;
+                b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+                let mut cfg = b.build().configure().map_err(|e| tls(&e))?;
+                cfg.set_verify_hostname(false);
+                let name = sni.unwrap_or(&uri.host).to_string();
+                let stream = cfg
+                    .connect(&name, Dgram(s.try_clone().map_err(io)?))
+                    .map_err(|e| tls(&e))?;
+                s.set_read_timeout(Some(TICK)).map_err(io)?;
+                Ok(Self::Dtls(Box::new(stream)))
+            }
         }
     }
 
     pub(crate) fn kind(&self) -> stunner_turn::TransportKind {
         match self {
-            Self::Udp(_) => stunner_turn::TransportKind::Datagram,
+            Self::Udp(_) | Self::Dtls(_) => stunner_turn::TransportKind::Datagram,
             _ => stunner_turn::TransportKind::Stream,
         }
     }
@@ -145,6 +194,10 @@ impl Transport {
     pub(crate) fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
         let r = match self {
             Self::Udp(s) => s.send(frame).map(|_| ()),
+            Self::Dtls(s) => s
+                .ssl_write(frame)
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
             Self::Tcp(s, _) => s.write_all(frame),
             Self::Tls(s, _) => s.write_all(frame).and_then(|()| s.flush()),
         };
@@ -161,6 +214,18 @@ impl Transport {
                     Ok(None)
                 }
                 Err(e) => Err(Error::Io(e.to_string())),
+            },
+            Self::Dtls(s) => match s.ssl_read(&mut buf) {
+                Ok(n) => Ok(Some(buf[..n].to_vec())),
+                Err(e) if e.code() == openssl::ssl::ErrorCode::WANT_READ => Ok(None),
+                Err(e) => match e.io_error() {
+                    Some(io)
+                        if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(Error::Io(e.to_string())),
+                },
             },
             Self::Tcp(s, pending) => stream_frame(s, pending, &mut buf),
             Self::Tls(s, pending) => stream_frame(s.as_mut(), pending, &mut buf),

@@ -34,6 +34,7 @@ fn echo_peer() -> u16 {
 /// Runs stunnerd in this process with a UDP+TCP listener on `port` and a TLS one on
 /// `tls_port`, routed to 127.0.0.1.
 fn stunnerd(port: u16, tls_port: u16) {
+    // DTLS shares the TLS port number (UDP and TCP do not collide).
     let (cert, key) = stunnerd::tls::self_signed("127.0.0.1").unwrap();
     let health = free_port();
     let conf = format!(
@@ -44,6 +45,7 @@ listeners:
   - {{name: udp, protocol: TURN-UDP, address: 127.0.0.1, port: {port}, routes: [loop]}}
   - {{name: tcp, protocol: TURN-TCP, address: 127.0.0.1, port: {port}, routes: [loop]}}
   - {{name: tls, protocol: TURN-TLS, address: 127.0.0.1, port: {tls_port}, routes: [loop], cert: {cert}, key: {key}}}
+  - {{name: dtls, protocol: TURN-DTLS, address: 127.0.0.1, port: {tls_port}, routes: [loop], cert: {cert}, key: {key}}}
 clusters:
   - {{name: loop, endpoints: [127.0.0.1/32]}}
 "
@@ -105,12 +107,13 @@ fn through_stdio(transport: &str, port: u16, extra: &[&str]) {
 }
 
 #[test]
-fn tunnels_over_udp_tcp_and_tls() {
+fn tunnels_over_udp_tcp_tls_and_dtls() {
     let (port, tls_port) = (free_port(), free_port());
     stunnerd(port, tls_port);
     through_stdio("udp", port, &[]);
     through_stdio("tcp", port, &[]);
     through_stdio("tls", tls_port, &["--insecure"]);
+    through_stdio("dtls", tls_port, &["--insecure"]);
 
     // A UDP client: two clients, each its own allocation.
     let peer = echo_peer();
