@@ -3,7 +3,10 @@
 //! `turncat [--insecure] [--sni NAME] <client> <server> <peer>`
 //! - client: `udp://<ip>:<port>` (listen; one allocation per client address) or `-`
 //!   (stdin/stdout);
-//! - server: `turn://user:pass@host:port?transport=udp|tcp|tls`;
+//! - server: `turn://user:pass@host:port?transport=udp|tcp|tls|dtls`, or
+//!   `k8s://<namespace>/<gateway>:<listener>`: address and credentials from the config
+//!   discovery service at `--cds-server-address` (static credentials as configured,
+//!   ephemeral ones made from the secret for one hour);
 //! - peer: `udp://<ip>:<port>`.
 
 mod session;
@@ -50,8 +53,17 @@ struct Args {
     sni: Option<String>,
     /// `udp://<ip>:<port>` to listen on, or `-` for stdin/stdout.
     client: String,
-    /// `turn://user:pass@host:port?transport=udp|tcp|tls`.
+    /// `turn://user:pass@host:port?transport=udp|tcp|tls|dtls` or
+    /// `k8s://<namespace>/<gateway>:<listener>`.
     server: String,
+    /// The CDS server for `k8s://` (the Kubernetes API discovery of upstream is not
+    /// done: give the address, e.g. after a port-forward).
+    #[arg(
+        long = "cds-server-address",
+        env = "CDS_SERVER_ADDR",
+        default_value = "127.0.0.1:13478"
+    )]
+    cds_server_address: String,
     /// `udp://<ip>:<port>`.
     peer: String,
 }
@@ -74,10 +86,10 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> Result<(), Error> {
-    if a.server.starts_with("k8s://") {
-        return Err(Error::Unsupported("k8s:// (config from the CDS)".into()));
-    }
-    let uri = TurnUri::parse(&a.server).map_err(|e| Error::Usage(e.to_string()))?;
+    let uri = match a.server.strip_prefix("k8s://") {
+        Some(target) => from_cds(&a.cds_server_address, target)?,
+        None => TurnUri::parse(&a.server).map_err(|e| Error::Usage(e.to_string()))?,
+    };
     if uri.username.is_none() || uri.password.is_none() {
         return Err(Error::Usage("the server URI needs user:pass@".into()));
     }
@@ -176,4 +188,57 @@ fn stdio(uri: &TurnUri, peer: SocketAddr, a: &Args) -> Result<(), Error> {
     }
     s.close();
     Ok(())
+}
+
+/// The TURN URI of `<namespace>/<gateway>:<listener>` from the CDS, with credentials.
+fn from_cds(cds: &str, target: &str) -> Result<TurnUri, Error> {
+    let usage = || {
+        Error::Usage(format!(
+            "k8s:// needs <namespace>/<gateway>:<listener>, got {target:?}"
+        ))
+    };
+    let (id, listener) = target.split_once(':').ok_or_else(usage)?;
+    if stunner_cds::split_id(id).is_none() || listener.is_empty() {
+        return Err(usage());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(e.to_string()))?;
+    let c = rt
+        .block_on(stunner_cds::client::load(cds, id, None))
+        .map_err(|e| Error::Turn(e.to_string()))?;
+    let full = format!("{id}/{listener}");
+    let l = c
+        .listeners
+        .iter()
+        .find(|l| l.name == full || l.name == listener)
+        .ok_or_else(|| Error::Usage(format!("gateway {id} has no listener {listener:?}")))?;
+    let (username, password) = match c.auth.auth_type {
+        stunner_config::AuthType::Static => (
+            c.auth.username().unwrap_or_default().to_string(),
+            c.auth.password().unwrap_or_default().to_string(),
+        ),
+        stunner_config::AuthType::Ephemeral => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let user = stunner_config::credential::ephemeral_username(now + 3600, "turncat");
+            let pass = stunner_config::credential::ephemeral_password(
+                c.auth.secret().unwrap_or_default(),
+                &user,
+            );
+            (user, pass)
+        }
+        stunner_config::AuthType::None => {
+            return Err(Error::Turn(format!("gateway {id} serves STUN only")));
+        }
+    };
+    Ok(TurnUri {
+        protocol: l.protocol,
+        host: l.public_host().trim_matches(['[', ']']).to_string(),
+        port: l.public_port(),
+        username: Some(username),
+        password: Some(password),
+    })
 }

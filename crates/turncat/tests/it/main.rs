@@ -153,3 +153,67 @@ fn clear_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("peer must be udp://"));
 }
+
+#[test]
+fn k8s_target_from_the_cds() {
+    let (port, tls_port) = (free_port(), free_port());
+    stunnerd(port, tls_port);
+    // A CDS server that knows the same gateway under the operator's names.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = stunner_cds::server::ConfigStore::new();
+    let text = format!(
+        "version: v1\nadmin: {{name: ns/gw}}\nauth: {{type: static, credentials: {{username: user, password: pass}}}}\n\
+         listeners: [{{name: ns/gw/udp, address: 127.0.0.1, port: {port}}}]"
+    );
+    store.upsert(stunner_config::StunnerConfig::from_str_with_env(&text, &|_: &str| None).unwrap());
+    let cds = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            axum::serve(l, stunner_cds::server::router(store))
+                .await
+                .unwrap()
+        });
+        p
+    });
+    let peer = echo_peer();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args([
+            "--cds-server-address",
+            &format!("127.0.0.1:{cds}"),
+            "-",
+            "k8s://ns/gw:udp",
+        ])
+        .arg(format!("udp://127.0.0.1:{peer}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"via k8s target\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "via k8s target\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args([
+            "--cds-server-address",
+            &format!("127.0.0.1:{cds}"),
+            "-",
+            "k8s://ns/gw:nope",
+            "udp://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no listener \"nope\""));
+}
