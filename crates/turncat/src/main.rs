@@ -37,8 +37,6 @@ pub(crate) enum Error {
     Tls(String),
     #[error("TURN: {0}")]
     Turn(String),
-    #[error("{0} is not supported yet")]
-    Unsupported(String),
 }
 
 /// Tunnels UDP through a TURN server.
