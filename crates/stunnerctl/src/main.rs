@@ -1,0 +1,309 @@
+//! stunnerctl: shows STUNner configs from the config discovery service, the status of a
+//! dataplane, and ICE credentials from the auth service. Upstream finds these servers
+//! through the Kubernetes API and port-forwards; this build takes their addresses
+//! (`--cds-server-address`, `--pod-address`, `--auth-server-address`), e.g. after a
+//! `kubectl port-forward`. Secrets are masked unless `--show-secrets`.
+
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use stunner_config::StunnerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::output::{Format, config_summary, mask, render};
+
+/// STUNner command line tool.
+#[derive(Debug, Parser)]
+#[command(name = "stunnerctl", version, about)]
+struct Args {
+    /// Output: summary, json, yaml or jsonpath=<template>.
+    #[arg(short = 'o', long = "output", default_value = "summary", global = true)]
+    output: String,
+    /// Namespace of the gateway.
+    #[arg(short = 'n', long, default_value = "default", global = true)]
+    namespace: String,
+    /// All namespaces.
+    #[arg(short = 'a', long = "all-namespaces", global = true)]
+    all_namespaces: bool,
+    /// Print credentials, certificates and keys.
+    #[arg(long = "show-secrets", global = true)]
+    show_secrets: bool,
+    /// The config discovery service.
+    #[arg(
+        long = "cds-server-address",
+        env = "CDS_SERVER_ADDR",
+        default_value = "127.0.0.1:13478",
+        global = true
+    )]
+    cds: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Show the dataplane configs (all of a namespace, or one gateway).
+    Config {
+        /// Gateway name.
+        gateway: Option<String>,
+        /// Keep printing updates.
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Show the status of a stunnerd (its /status endpoint).
+    Status {
+        /// The pod's health-check address `host:port` (upstream: port 8086 of the pod).
+        #[arg(long = "pod-address", default_value = "127.0.0.1:8086")]
+        pod_address: String,
+    },
+    /// Ask the auth service for an ICE config (or TURN credentials).
+    Auth {
+        /// Gateway name.
+        gateway: Option<String>,
+        /// The auth service `host:port`.
+        #[arg(long = "auth-server-address", default_value = "127.0.0.1:8088")]
+        auth_server_address: String,
+        /// User id for ephemeral credentials.
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        /// Ask `/` (TURN REST API form) instead of `/ice`.
+        #[arg(long = "auth-turn-credential")]
+        turn_credential: bool,
+    },
+    /// Show the license status of the CDS.
+    License,
+}
+
+/// Errors, in one line.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{addr}: {reason}")]
+    Http { addr: String, reason: String },
+    #[error("{0}")]
+    Cds(#[from] stunner_cds::Error),
+}
+
+/// A plain HTTP/1.1 GET: status and body.
+async fn http_get(addr: &str, path: &str) -> Result<(u16, String), Error> {
+    let hp = stunner_cds::client::host_port(addr)?;
+    let err = |reason: String| Error::Http {
+        addr: hp.clone(),
+        reason,
+    };
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&hp))
+        .await
+        .map_err(|_| err("connect timed out".into()))?
+        .map_err(|e| err(e.to_string()))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {hp}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| err(e.to_string()))?;
+    let mut b = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut b))
+        .await
+        .map_err(|_| err("read timed out".into()))?
+        .map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8_lossy(&b).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+async fn get_json(addr: &str, path: &str) -> Result<Value, Error> {
+    let (code, body) = http_get(addr, path).await?;
+    if code != 200 {
+        return Err(Error::Http {
+            addr: addr.to_string(),
+            reason: format!("{code}: {}", body.trim()),
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| Error::Http {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn print_config(c: &StunnerConfig, f: &Format, show: bool) -> Result<(), Error> {
+    if c.is_zero() {
+        println!("Gateway: {} <deleted>", c.admin.name);
+        return Ok(());
+    }
+    if *f == Format::Summary {
+        print!("{}", config_summary(c, show));
+        return Ok(());
+    }
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if !show {
+        mask(&mut v);
+    }
+    println!("{}", render(&v, f).map_err(Error::Usage)?);
+    Ok(())
+}
+
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn run(a: Args) -> Result<(), Error> {
+    let f = Format::parse(&a.output).map_err(Error::Usage)?;
+    let show = a.show_secrets;
+    match a.cmd {
+        Cmd::Config { gateway, watch } => {
+            let id = gateway.as_ref().map(|g| format!("{}/{g}", a.namespace));
+            let ns = (!a.all_namespaces).then(|| a.namespace.clone());
+            if watch {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+                tokio::spawn(stunner_cds::client::watch(
+                    a.cds.clone(),
+                    id.clone(),
+                    None,
+                    tx,
+                ));
+                while let Some(c) = rx.recv().await {
+                    let in_ns = ns
+                        .as_deref()
+                        .is_none_or(|n| c.admin.name.starts_with(&format!("{n}/")));
+                    if id.is_some() || in_ns {
+                        print_config(&c, &f, show)?;
+                    }
+                }
+                return Ok(());
+            }
+            let configs: Vec<StunnerConfig> = match &id {
+                Some(id) => vec![stunner_cds::client::load(&a.cds, id, None).await?],
+                None => {
+                    let path = match &ns {
+                        Some(n) => format!("{}/{n}", stunner_cds::CONFIGS_PATH),
+                        None => stunner_cds::CONFIGS_PATH.to_string(),
+                    };
+                    let v = get_json(&a.cds, &path).await?;
+                    v["items"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|i| StunnerConfig::from_value(i).ok())
+                        .collect()
+                }
+            };
+            for c in &configs {
+                print_config(c, &f, show)?;
+            }
+            Ok(())
+        }
+        Cmd::Status { pod_address } => {
+            let mut v = get_json(&pod_address, "/status").await?;
+            mask(&mut v);
+            if f == Format::Summary {
+                let name = v
+                    .pointer("/admin/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-");
+                let allocs = v
+                    .get("allocationCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let status = v.get("status").and_then(Value::as_str).unwrap_or("-");
+                println!("{name}: allocs:{allocs}/status={status}");
+                for l in v
+                    .get("listeners")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    println!(
+                        "  listener {}: {} port {}",
+                        l["name"].as_str().unwrap_or("-"),
+                        l["protocol"].as_str().unwrap_or("-"),
+                        l["port"]
+                    );
+                }
+            } else {
+                println!("{}", render(&v, &f).map_err(Error::Usage)?);
+            }
+            Ok(())
+        }
+        Cmd::Auth {
+            gateway,
+            auth_server_address,
+            username,
+            turn_credential,
+        } => {
+            let q = query(&[
+                ("service", Some("turn")),
+                (
+                    "namespace",
+                    (!a.all_namespaces).then_some(a.namespace.as_str()),
+                ),
+                ("gateway", gateway.as_deref()),
+                ("username", username.as_deref()),
+            ]);
+            let path = if turn_credential {
+                format!("/?{q}")
+            } else {
+                format!("/ice?{q}")
+            };
+            let mut v = get_json(&auth_server_address, &path).await?;
+            if !show {
+                mask(&mut v);
+            }
+            let f = if f == Format::Summary {
+                Format::Json
+            } else {
+                f
+            };
+            println!("{}", render(&v, &f).map_err(Error::Usage)?);
+            Ok(())
+        }
+        Cmd::License => {
+            let v = get_json(&a.cds, "/api/v1/license").await?;
+            if f == Format::Summary {
+                println!(
+                    "License status:\n  Subscription type: {}\n  Enabled features: {}\n  Last updated: {}",
+                    v["subscriptionType"].as_str().unwrap_or("-"),
+                    v["enabledFeatures"],
+                    v["lastUpdated"].as_str().unwrap_or("-")
+                );
+            } else {
+                println!("{}", render(&v, &f).map_err(Error::Usage)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stunnerctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(a)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stunnerctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
