@@ -115,23 +115,32 @@ fn answer<T: serde::Serialize>(r: Result<T, AuthError>) -> Response {
     }
 }
 
-async fn turn(
-    State(s): State<AppState>,
-    headers: HeaderMap,
+/// The signature shared by `/` and `/ice`.
+type Answer<T> =
+    fn(&BTreeMap<String, StunnerConfig>, &ice::Query, Option<&str>, i64) -> Result<T, AuthError>;
+
+/// Checks the token and the query, then answers with `f`.
+fn serve<T: serde::Serialize>(
+    s: &AppState,
+    headers: &HeaderMap,
     q: Result<Query<ice::Query>, QueryRejection>,
+    f: Answer<T>,
 ) -> Response {
-    if !s.authorized(&headers) {
+    if !s.authorized(headers) {
         return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
     }
     let Ok(Query(q)) = q else {
         return (StatusCode::BAD_REQUEST, "invalid query").into_response();
     };
-    answer(ice::turn_response(
-        &s.snapshot(),
-        &q,
-        s.public_addr.as_deref(),
-        now_unix(),
-    ))
+    answer(f(&s.snapshot(), &q, s.public_addr.as_deref(), now_unix()))
+}
+
+async fn turn(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ice::Query>, QueryRejection>,
+) -> Response {
+    serve(&s, &headers, q, ice::turn_response)
 }
 
 async fn ice_config(
@@ -139,18 +148,7 @@ async fn ice_config(
     headers: HeaderMap,
     q: Result<Query<ice::Query>, QueryRejection>,
 ) -> Response {
-    if !s.authorized(&headers) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
-    }
-    let Ok(Query(q)) = q else {
-        return (StatusCode::BAD_REQUEST, "invalid query").into_response();
-    };
-    answer(ice::ice_response(
-        &s.snapshot(),
-        &q,
-        s.public_addr.as_deref(),
-        now_unix(),
-    ))
+    serve(&s, &headers, q, ice::ice_response)
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
