@@ -23,7 +23,7 @@ use openssl::ssl::{
 use openssl::x509::X509;
 use sha1::Sha1;
 use stunner_config::ListenerConfig;
-use stunner_turn::{FiveTuple, ServerConfig, Source};
+use stunner_turn::{FiveTuple, ServerConfig};
 
 use crate::relays::Reservations;
 use crate::worker::{self, Clients, Control, Core, READ_BUDGET, Shared, WAKER};
@@ -232,11 +232,7 @@ fn run(
     let mut events = worker::events();
     let mut plain = vec![0u8; 65536];
     loop {
-        let timeout = core.timeout(Instant::now());
-        if let Err(e) = poll.poll(&mut events, timeout)
-            && e.kind() != ErrorKind::Interrupted
-        {
-            tracing::error!(target: "stunnerd", listener = name, error = %e, "poll failed");
+        if !core.wait(&mut poll, &mut events) {
             return;
         }
         let mut tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
@@ -332,11 +328,7 @@ fn read_clients(
             server: local,
         };
         for msg in records {
-            if let Some(f) = core.server.handle_client(now, ft, &msg)
-                && let Source::Relay(r) = f.from
-            {
-                core.relays.send(r, f.to, &msg[f.range]);
-            }
+            core.handle_client(now, ft, &msg);
         }
         let mut clients = DtlsClients {
             socket,

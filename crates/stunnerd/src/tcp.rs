@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
-use stunner_turn::{FiveTuple, ServerConfig, Source, frame_len};
+use stunner_turn::{FiveTuple, ServerConfig, frame_len};
 
 use crate::net;
 use crate::relays::Reservations;
@@ -226,11 +226,7 @@ fn run(
     let mut conns = Conns::default();
     let mut events = worker::events();
     loop {
-        let timeout = core.timeout(Instant::now());
-        if let Err(e) = poll.poll(&mut events, timeout)
-            && e.kind() != ErrorKind::Interrupted
-        {
-            tracing::error!(target: "stunnerd", listener = name, error = %e, "poll failed");
+        if !core.wait(&mut poll, &mut events) {
             return;
         }
         let mut tokens: Vec<(Token, bool)> = events
@@ -376,11 +372,7 @@ fn read_conn(
             .rx_bytes
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let now = Instant::now();
-        if let Some(f) = core.server.handle_client(now, ft, &frame)
-            && let Source::Relay(r) = f.from
-        {
-            core.relays.send(r, f.to, &frame[f.range]);
-        }
+        core.handle_client(now, ft, &frame);
         let mut clients = TcpClients {
             conns,
             poll,

@@ -1,7 +1,6 @@
 //! A TURN-UDP worker: one socket of the listener's `SO_REUSEPORT` set. The kernel's
 //! 4-tuple hash keeps each client on one worker, so its allocation lives here only.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -94,11 +93,7 @@ fn run(
     let mut poll = poll;
     let mut events = worker::events();
     loop {
-        let timeout = core.timeout(Instant::now());
-        if let Err(e) = poll.poll(&mut events, timeout)
-            && e.kind() != ErrorKind::Interrupted
-        {
-            tracing::error!(target: "stunnerd", listener = name, error = %e, "poll failed");
+        if !core.wait(&mut poll, &mut events) {
             return;
         }
         let mut tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
@@ -155,6 +150,7 @@ fn read_clients(
                 server: local,
             };
             let data = &buf[CHANNEL_HEADROOM..CHANNEL_HEADROOM + len];
+            // `data` borrows the receive batch, so the core's fields are used directly.
             if let Some(f) = core.server.handle_client(now, ft, data)
                 && let Source::Relay(r) = f.from
             {

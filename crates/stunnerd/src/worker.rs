@@ -205,6 +205,28 @@ impl Core {
         self.backlog.push_back(token);
     }
 
+    /// Waits for socket events or the next timer; false when polling failed for good.
+    pub(crate) fn wait(&self, poll: &mut Poll, events: &mut Events) -> bool {
+        let timeout = self.timeout(Instant::now());
+        match poll.poll(events, timeout) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                tracing::error!(target: "stunnerd", listener = %self.name, error = %e, "poll failed");
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Hands one client datagram or frame to the core; ChannelData goes straight out of
+    /// its relay socket.
+    pub(crate) fn handle_client(&mut self, now: Instant, ft: stunner_turn::FiveTuple, data: &[u8]) {
+        if let Some(f) = self.server.handle_client(now, ft, data)
+            && let stunner_turn::Source::Relay(r) = f.from
+        {
+            self.relays.send(r, f.to, &data[f.range]);
+        }
+    }
+
     /// Carries out the core's outputs.
     pub(crate) fn drain(&mut self, poll: &Poll, clients: &mut dyn Clients, now: Instant) {
         while let Some(o) = self.server.poll_output() {
