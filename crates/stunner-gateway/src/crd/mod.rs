@@ -1,0 +1,46 @@
+//! The `stunner.l7mp.io` custom resources: GatewayConfig, Dataplane (cluster-scoped),
+//! StaticService and STUNner's own UDPRoute, in the storage version v1, plus the older
+//! v1alpha1 versions still served (no conversion webhook, as upstream: `strategy: None`).
+//!
+//! The CRD manifests under `deploy/crds/` are generated from these types
+//! (`stunner-gateway-operator crds`); a test checks the checked-in YAML matches.
+
+mod dataplane;
+mod gateway_config;
+mod static_service;
+mod udp_route;
+pub mod v1alpha1;
+
+pub use dataplane::{Dataplane, DataplaneSpec};
+pub use gateway_config::{GatewayConfig, GatewayConfigSpec};
+pub use static_service::{StaticService, StaticServiceSpec};
+pub use udp_route::{BackendRef, UDPRoute, UDPRouteRule, UDPRouteSpec};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of the STUNner CRDs.
+pub const GROUP: &str = "stunner.l7mp.io";
+
+/// Every STUNner CRD, each with all served versions (v1 stored), in a stable order.
+pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, crate::Error> {
+    let merge = |crds: Vec<CustomResourceDefinition>| {
+        kube::core::crd::merge_crds(crds, "v1").map_err(|e| crate::Error::Crd(e.to_string()))
+    };
+    Ok(vec![
+        merge(vec![Dataplane::crd(), v1alpha1::Dataplane::crd()])?,
+        merge(vec![GatewayConfig::crd(), v1alpha1::GatewayConfig::crd()])?,
+        merge(vec![StaticService::crd(), v1alpha1::StaticService::crd()])?,
+        UDPRoute::crd(),
+    ])
+}
+
+/// The CRDs as one multi-document YAML text, as checked in under `deploy/crds/`.
+pub fn crds_yaml() -> Result<String, crate::Error> {
+    let mut out = String::new();
+    for crd in all_crds()? {
+        out.push_str("---\n");
+        out.push_str(&crate::yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,56 @@
+//! The renderer's output: everything the updater and the CDS server should make true.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use serde::Serialize;
+use stunner_config::StunnerConfig;
+
+/// A Kubernetes object by kind and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped kinds).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// The status subresource to write for one object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusPatch {
+    /// Which object.
+    #[serde(flatten)]
+    pub target: ObjectRef,
+    /// The complete status (ours to own).
+    pub status: serde_json::Value,
+}
+
+/// The desired state computed from a World.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Desired {
+    /// stunnerd configs served over CDS, keyed by `admin.name` (managed mode).
+    pub configs: Vec<StunnerConfig>,
+    /// ConfigMaps to apply (legacy mode).
+    pub config_maps: Vec<ConfigMap>,
+    /// Services to apply.
+    pub services: Vec<Service>,
+    /// Deployments to apply.
+    pub deployments: Vec<Deployment>,
+    /// Existing objects to delete.
+    pub deletes: Vec<ObjectRef>,
+    /// Status subresources to write.
+    pub statuses: Vec<StatusPatch>,
+}
+
+impl Desired {
+    /// The whole desired state as YAML (what `stunner-gateway-operator render` prints).
+    pub fn to_yaml(&self) -> Result<String, crate::Error> {
+        crate::yaml::to_string(self)
+    }
+}

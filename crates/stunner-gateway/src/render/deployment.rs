@@ -1,0 +1,196 @@
+//! The stunnerd Deployment of a Gateway (managed mode), from its Dataplane.
+
+use std::collections::BTreeMap;
+
+use gateway_api::apis::standard::gateways::Gateway;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::service::{gateway_id, gateway_owner, owned_labels};
+use crate::crd::Dataplane;
+use crate::names;
+use crate::options::RenderOptions;
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(8086),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(15),
+        failure_threshold: Some(3),
+        success_threshold: Some(1),
+        timeout_seconds: Some(1),
+        ..Probe::default()
+    }
+}
+
+/// The Deployment for `gw` from Dataplane `dp`.
+pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Deployment {
+    let spec = &dp.spec;
+    let gw_name = gw.metadata.name.clone().unwrap_or_default();
+    let gw_ns = gw.metadata.namespace.clone().unwrap_or_default();
+    let mandatory = owned_labels(gw);
+
+    // Gateway labels, minus those pruning tools select on, under the mandatory ones.
+    let mut labels: BTreeMap<String, String> = gw
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !opts.label_filter.contains(k))
+        .collect();
+    labels.extend(mandatory.clone());
+    let mut annotations = gw.metadata.annotations.clone().unwrap_or_default();
+    annotations.insert(names::RELATED_GATEWAY_NAME.into(), gateway_id(gw));
+
+    let mut pod_labels = spec.labels.clone().unwrap_or_default();
+    pod_labels.insert(names::APP_LABEL.into(), names::APP_VALUE.into());
+    pod_labels.insert(names::RELATED_GATEWAY_NAME.into(), gw_name.clone());
+    pod_labels.insert(names::RELATED_GATEWAY_NAMESPACE.into(), gw_ns.clone());
+    let mut pod_annotations = spec.annotations.clone().unwrap_or_default();
+    pod_annotations.insert(names::RELATED_GATEWAY_NAME.into(), gateway_id(gw));
+
+    let mut envs = vec![
+        env_field("STUNNER_ADDR", "status.podIP"),
+        env("STUNNER_NAME", &gw_name),
+        env("STUNNER_NAMESPACE", &gw_ns),
+        env_field("STUNNER_NODENAME", "spec.nodeName"),
+        env("STUNNER_CONFIG_ORIGIN", &opts.cds_origin()),
+    ];
+    envs.extend(spec.env.clone().unwrap_or_default());
+
+    let health = spec.disable_health_check != Some(true);
+    let resources = spec
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            limits: Some(BTreeMap::from([("memory".into(), Quantity("20M".into()))])),
+            requests: Some(BTreeMap::from([("cpu".into(), Quantity("250m".into()))])),
+            ..ResourceRequirements::default()
+        });
+    let container = Container {
+        name: names::CONTAINER_NAME.into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| names::DEFAULT_IMAGE.into()),
+        ),
+        image_pull_policy: Some(
+            spec.image_pull_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+        ),
+        command: Some(
+            spec.command
+                .clone()
+                .unwrap_or_else(|| vec!["stunnerd".into()]),
+        ),
+        args: Some(
+            spec.args
+                .clone()
+                .unwrap_or_else(|| vec!["-w".into(), "--udp-thread-num=16".into()]),
+        ),
+        env: Some(envs),
+        env_from: spec.env_from.clone(),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics-port".into()),
+            container_port: 8080,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: health.then(|| probe("/live")),
+        readiness_probe: health.then(|| probe("/ready")),
+        resources: Some(resources),
+        security_context: spec.container_security_context.clone(),
+        ..Container::default()
+    };
+    let selector = LabelSelector {
+        match_expressions: Some(
+            [
+                (names::APP_LABEL, names::APP_VALUE.to_string()),
+                (names::RELATED_GATEWAY_NAME, gw_name.clone()),
+                (names::RELATED_GATEWAY_NAMESPACE, gw_ns.clone()),
+            ]
+            .into_iter()
+            .map(|(k, v)| LabelSelectorRequirement {
+                key: k.into(),
+                operator: "In".into(),
+                values: Some(vec![v]),
+            })
+            .collect(),
+        ),
+        match_labels: None,
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(gw_name),
+            namespace: Some(gw_ns),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: gateway_owner(gw),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            // Left unset (not owned) unless the Dataplane asks for a count other than 1,
+            // so a HorizontalPodAutoscaler keeps control.
+            replicas: spec.replicas.filter(|r| *r != 1),
+            selector,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    termination_grace_period_seconds: Some(
+                        spec.termination_grace_period_seconds.unwrap_or(3600),
+                    ),
+                    host_network: spec.host_network.filter(|h| *h),
+                    affinity: spec.affinity.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    security_context: spec.security_context.clone(),
+                    image_pull_secrets: spec.image_pull_secrets.clone(),
+                    topology_spread_constraints: spec.topology_spread_constraints.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
