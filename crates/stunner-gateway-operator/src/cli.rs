@@ -7,20 +7,72 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use stunner_gateway::{DataplaneMode, RenderOptions};
 
-/// STUNner gateway operator.
+/// STUNner gateway operator. Without a subcommand it runs against the Kubernetes API
+/// (kubeconfig or in-cluster config).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunFlags,
 }
 
-/// Renderer settings shared by the subcommands (the operator's flags).
+/// Flags of the Kubernetes mode (upstream's, with the same environment overrides).
+#[derive(Debug, clap::Args)]
+struct RunFlags {
+    #[command(flatten)]
+    common: RenderFlags,
+    /// CDS listen address.
+    #[arg(long, default_value = ":13478")]
+    config_discovery_address: String,
+    /// The CDS address handed to stunnerd pods; default the CDS Service
+    /// `stunner-config-discovery.<namespace>.svc:13478`, so a leader change does not
+    /// roll every dataplane (upstream hands out the operator's pod IP).
+    #[arg(long, env = "STUNNER_GATEWAY_OPERATOR_CDS_SERVICE_ADDRESS")]
+    cds_service_address: Option<String>,
+    /// Namespace the operator runs in (Lease, default CDS Service).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "stunner-system")]
+    namespace: String,
+    /// Minimum interval between renders.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    throttle_timeout: Duration,
+    /// Accepted for compatibility: EndpointSlices are always used.
+    #[arg(long = "disable-endpontslice-controller", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    disable_endpointslice_controller: bool,
+    /// On exit, mark our classes and Gateways unavailable and delete the dataplanes.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    enable_finalizer: bool,
+    /// `/metrics` listen address (`0` disables).
+    #[arg(long, default_value = ":8080")]
+    metrics_bind_address: String,
+    /// `/healthz` and `/readyz` listen address.
+    #[arg(long, default_value = ":8081")]
+    health_probe_bind_address: String,
+    /// Accepted for compatibility (no profiler here).
+    #[arg(
+        long,
+        env = "STUNNER_GATEWAY_OPERATOR_PPROF_BIND_ADDRESS",
+        default_value = "0"
+    )]
+    pprof_bind_address: String,
+    /// Leader election: only the Lease holder writes (every replica serves CDS).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    /// Log encoder: `console` or `json` (upstream's zap flag).
+    #[arg(long, default_value = "console")]
+    zap_encoder: String,
+    /// Log level: `debug`, `info`, `error` (upstream's zap flag).
+    #[arg(long, default_value = "info")]
+    zap_log_level: String,
+    /// Accepted for compatibility.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    zap_devel: bool,
+}
+
+/// Renderer settings shared by every mode (the operator's flags).
 #[derive(Debug, clap::Args)]
 struct RenderFlags {
-    /// Manifest files or directories (`*.yaml`, `*.yml`, `*.json`); `-` is stdin.
-    #[arg(short = 'f', long = "filename", required = true)]
-    files: Vec<PathBuf>,
     /// `managed` (a stunnerd Deployment and CDS config per Gateway) or `legacy` (one
     /// ConfigMap per GatewayClass). Unknown values are an error.
     #[arg(
@@ -37,7 +89,7 @@ struct RenderFlags {
     )]
     controller_name: String,
     /// Endpoint discovery: STATIC clusters from EndpointSlices; `false` gives STRICT_DNS.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     endpoint_discovery: bool,
     /// Gateway labels not copied to Deployments (comma-separated; empty disables).
     #[arg(
@@ -48,6 +100,14 @@ struct RenderFlags {
     label_filter: Option<Vec<String>>,
 }
 
+/// Manifest inputs of `render` and `standalone`.
+#[derive(Debug, clap::Args)]
+struct Files {
+    /// Manifest files or directories (`*.yaml`, `*.yml`, `*.json`); `-` is stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Render manifests offline and print the stunnerd configs, the generated objects
@@ -55,6 +115,8 @@ enum Command {
     Render {
         #[command(flatten)]
         flags: RenderFlags,
+        #[command(flatten)]
+        files: Files,
         /// The CDS address given to stunnerd pods (`STUNNER_CONFIG_ORIGIN`).
         #[arg(
             long,
@@ -66,6 +128,8 @@ enum Command {
     Standalone {
         #[command(flatten)]
         flags: RenderFlags,
+        #[command(flatten)]
+        files: Files,
         /// CDS listen address.
         #[arg(long, default_value = ":13478")]
         config_discovery_address: String,
@@ -138,19 +202,27 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    match args.command {
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| args.run.zap_log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if args.run.zap_encoder == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    let Some(command) = args.command else {
+        return run_kubernetes(args.run);
+    };
+    match command {
         Command::Crds => match stunner_gateway::crd::crds_yaml() {
             Ok(y) => emit(&y),
             Err(e) => fail(e),
         },
         Command::Render {
             flags,
+            files,
             cds_service_address,
         } => {
             let mut opts = match flags.options(&cds_service_address) {
@@ -160,7 +232,7 @@ pub fn main() -> ExitCode {
             opts.now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),
             );
-            match crate::standalone::render_files(&flags.files, &opts)
+            match crate::standalone::render_files(&files.files, &opts)
                 .and_then(|d| Ok(d.to_yaml()?))
             {
                 Ok(y) => emit(&y),
@@ -169,6 +241,7 @@ pub fn main() -> ExitCode {
         }
         Command::Standalone {
             flags,
+            files,
             config_discovery_address,
             poll_interval,
         } => {
@@ -191,11 +264,60 @@ pub fn main() -> ExitCode {
                     Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
                 };
                 tracing::info!(target: "operator", %addr, "standalone: serving CDS");
-                match crate::standalone::run(flags.files, opts, listener, poll_interval).await {
+                match crate::standalone::run(files.files, opts, listener, poll_interval).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 }
             })
         }
     }
+}
+
+fn run_kubernetes(f: RunFlags) -> ExitCode {
+    if f.disable_endpointslice_controller {
+        tracing::warn!(target: "operator", "--disable-endpontslice-controller is ignored: EndpointSlices are always used");
+    }
+    let cds_service = f.cds_service_address.clone().unwrap_or_else(|| {
+        format!(
+            "stunner-config-discovery.{}.svc:{}",
+            f.namespace,
+            stunner_gateway::names::CDS_PORT
+        )
+    });
+    let render = match f.common.options(&cds_service) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("stunner-gateway-operator-{}", std::process::id()));
+    let cfg = crate::k8s::RunConfig {
+        render,
+        cds_listen: f.config_discovery_address,
+        health_listen: f.health_probe_bind_address,
+        metrics_listen: f.metrics_bind_address,
+        throttle: f.throttle_timeout,
+        leader_elect: f.leader_elect,
+        lease_namespace: f.namespace,
+        identity,
+        finalizer: f.enable_finalizer,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => return fail(format!("no Kubernetes API: {e}")),
+        };
+        match crate::k8s::run(client, cfg).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
 }

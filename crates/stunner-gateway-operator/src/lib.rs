@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod error;
+pub mod k8s;
 pub mod manifests;
 pub mod standalone;
 

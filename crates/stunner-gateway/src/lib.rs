@@ -19,5 +19,5 @@ pub mod yaml;
 pub use desired::{Desired, ObjectRef, StatusPatch};
 pub use error::Error;
 pub use options::{DataplaneMode, RenderOptions};
-pub use render::render;
-pub use world::{Key, Object, World};
+pub use render::{finalize, render};
+pub use world::{Key, Kind, Object, World};

@@ -39,6 +39,68 @@ pub enum Object {
     ConfigMap(ConfigMap),
 }
 
+/// The kinds the renderer reads (one watcher each in the operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)]
+pub enum Kind {
+    GatewayClass,
+    Gateway,
+    UDPRoute,
+    UDPRouteV1A2,
+    GatewayConfig,
+    Dataplane,
+    StaticService,
+    Service,
+    EndpointSlice,
+    Secret,
+    Namespace,
+    Node,
+    Deployment,
+    ConfigMap,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Self; 14] = [
+        Self::GatewayClass,
+        Self::Gateway,
+        Self::UDPRoute,
+        Self::UDPRouteV1A2,
+        Self::GatewayConfig,
+        Self::Dataplane,
+        Self::StaticService,
+        Self::Service,
+        Self::EndpointSlice,
+        Self::Secret,
+        Self::Namespace,
+        Self::Node,
+        Self::Deployment,
+        Self::ConfigMap,
+    ];
+}
+
+impl Object {
+    /// The kind of this object.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::GatewayClass(_) => Kind::GatewayClass,
+            Self::Gateway(_) => Kind::Gateway,
+            Self::UDPRoute(_) => Kind::UDPRoute,
+            Self::UDPRouteV1A2(_) => Kind::UDPRouteV1A2,
+            Self::GatewayConfig(_) => Kind::GatewayConfig,
+            Self::Dataplane(_) => Kind::Dataplane,
+            Self::StaticService(_) => Kind::StaticService,
+            Self::Service(_) => Kind::Service,
+            Self::EndpointSlice(_) => Kind::EndpointSlice,
+            Self::Secret(_) => Kind::Secret,
+            Self::Namespace(_) => Kind::Namespace,
+            Self::Node(_) => Kind::Node,
+            Self::Deployment(_) => Kind::Deployment,
+            Self::ConfigMap(_) => Kind::ConfigMap,
+        }
+    }
+}
+
 /// Every object the renderer reads.
 #[derive(Clone, Debug, Default)]
 #[allow(missing_docs)]
@@ -109,6 +171,29 @@ impl World {
             Object::Node(o) => _ = self.nodes.remove(&key(&o.metadata)),
             Object::Deployment(o) => _ = self.deployments.remove(&key(&o.metadata)),
             Object::ConfigMap(o) => _ = self.config_maps.remove(&key(&o.metadata)),
+        }
+    }
+
+    /// Replaces every object of `kind` with `objects` (a watcher's full relist).
+    pub fn replace(&mut self, kind: Kind, objects: Vec<Object>) {
+        match kind {
+            Kind::GatewayClass => self.gateway_classes.clear(),
+            Kind::Gateway => self.gateways.clear(),
+            Kind::UDPRoute => self.udp_routes.clear(),
+            Kind::UDPRouteV1A2 => self.udp_routes_v1a2.clear(),
+            Kind::GatewayConfig => self.gateway_configs.clear(),
+            Kind::Dataplane => self.dataplanes.clear(),
+            Kind::StaticService => self.static_services.clear(),
+            Kind::Service => self.services.clear(),
+            Kind::EndpointSlice => self.endpoint_slices.clear(),
+            Kind::Secret => self.secrets.clear(),
+            Kind::Namespace => self.namespaces.clear(),
+            Kind::Node => self.nodes.clear(),
+            Kind::Deployment => self.deployments.clear(),
+            Kind::ConfigMap => self.config_maps.clear(),
+        }
+        for o in objects.into_iter().filter(|o| o.kind() == kind) {
+            self.insert(o);
         }
     }
 

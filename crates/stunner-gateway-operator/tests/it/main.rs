@@ -4,5 +4,6 @@
 #![allow(missing_docs)]
 
 mod cli;
+mod mock_api;
 mod standalone;
 mod support;

@@ -739,3 +739,117 @@ impl<'w> Renderer<'w> {
         self.desired.deletes = out;
     }
 }
+
+/// The state to leave behind when the operator stops with `--enable-finalizer`: our
+/// GatewayClasses and Gateways say the operator is gone, and the per-Gateway Services,
+/// Deployments and legacy ConfigMaps we created are deleted (upstream's finalizer).
+pub fn finalize(world: &World, opts: &RenderOptions) -> Desired {
+    const MSG: &str = "operator unavailable after graceful shutdown";
+    let mut d = Desired::default();
+    let mut push = |api: &str, kind: &str, meta: &ObjectMeta, status: serde_json::Value| {
+        let (namespace, name) = meta_key(meta);
+        d.statuses.push(StatusPatch {
+            target: ObjectRef {
+                api_version: api.into(),
+                kind: kind.into(),
+                namespace,
+                name,
+            },
+            status,
+        });
+    };
+    for class in world
+        .gateway_classes
+        .values()
+        .filter(|c| c.spec.controller_name == opts.controller_name)
+    {
+        let class_name = class.metadata.name.clone().unwrap_or_default();
+        let prev = class
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let mut c = Conditions::new(&prev, class.metadata.generation, &opts.now);
+        c.set("Accepted", no(), "Pending", MSG);
+        let status = GatewayClassStatus {
+            conditions: Some(c.finish()),
+            ..Default::default()
+        };
+        push(
+            "gateway.networking.k8s.io/v1",
+            "GatewayClass",
+            &class.metadata,
+            serde_json::to_value(status).unwrap_or_default(),
+        );
+        for gw in world
+            .gateways
+            .values()
+            .filter(|g| g.spec.gateway_class_name == class_name)
+        {
+            let prev = gw
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
+            let mut c = Conditions::new(&prev, gw.metadata.generation, &opts.now);
+            c.set("Accepted", no(), "Pending", MSG);
+            c.set("Programmed", no(), "Pending", MSG);
+            let status = GatewayStatus {
+                conditions: Some(c.finish()),
+                ..Default::default()
+            };
+            push(
+                "gateway.networking.k8s.io/v1",
+                "Gateway",
+                &gw.metadata,
+                serde_json::to_value(status).unwrap_or_default(),
+            );
+        }
+    }
+    let owned = |m: &ObjectMeta| {
+        m.labels
+            .as_ref()
+            .and_then(|l| l.get(names::OWNED_BY_LABEL))
+            .map(String::as_str)
+            == Some(names::OWNED_BY_VALUE)
+    };
+    for (k, s) in &world.services {
+        let per_gw = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::RELATED_GATEWAY_NAME))
+            == Some(&k.1);
+        if owned(&s.metadata) && per_gw {
+            d.deletes.push(ObjectRef {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+            });
+        }
+    }
+    for (k, s) in &world.deployments {
+        if owned(&s.metadata) {
+            d.deletes.push(ObjectRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+            });
+        }
+    }
+    for (k, s) in &world.config_maps {
+        if owned(&s.metadata) {
+            d.deletes.push(ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+            });
+        }
+    }
+    d.statuses.sort_by(|a, b| a.target.cmp(&b.target));
+    d.deletes.sort();
+    d
+}

@@ -1,0 +1,117 @@
+//! Operator metrics (`stunner_gateway_operator_*`), Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct Inner {
+    render_total: AtomicU64,
+    update_ok: AtomicU64,
+    update_error: AtomicU64,
+    generation: AtomicU64,
+    generation_acked: AtomicU64,
+    reconcile_passed: AtomicU64,
+    ops: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// Shared counters.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+impl Metrics {
+    /// A render happened; returns the new generation.
+    pub fn render(&self) -> u64 {
+        self.0.render_total.fetch_add(1, Ordering::Relaxed);
+        self.0.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// An update pass finished.
+    pub fn update(&self, ok: bool) {
+        let c = if ok {
+            &self.0.update_ok
+        } else {
+            &self.0.update_error
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The updater finished writing `generation`.
+    pub fn acked(&self, generation: u64) {
+        self.0.generation_acked.store(generation, Ordering::Relaxed);
+    }
+
+    /// A World change arrived.
+    pub fn reconcile_event(&self) {
+        self.0.reconcile_passed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write succeeded.
+    pub fn resource_op(&self, kind: &str, op: &str) {
+        if let Ok(mut m) = self.0.ops.lock() {
+            *m.entry((kind.to_string(), op.to_string())).or_default() += 1;
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn text(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let i = &self.0;
+        let mut s = String::new();
+        let mut metric = |name: &str, ty: &str, help: &str, lines: Vec<(String, u64)>| {
+            s.push_str(&format!("# HELP stunner_gateway_operator_{name} {help}\n# TYPE stunner_gateway_operator_{name} {ty}\n"));
+            for (labels, v) in lines {
+                s.push_str(&format!("stunner_gateway_operator_{name}{labels} {v}\n"));
+            }
+        };
+        metric(
+            "render_total",
+            "counter",
+            "Renders of the desired state.",
+            vec![(String::new(), g(&i.render_total))],
+        );
+        metric(
+            "update_total",
+            "counter",
+            "Update passes, by result.",
+            vec![
+                ("{result=\"success\"}".into(), g(&i.update_ok)),
+                ("{result=\"error\"}".into(), g(&i.update_error)),
+            ],
+        );
+        metric(
+            "update_errors_total",
+            "counter",
+            "Update passes with at least one failed write.",
+            vec![(String::new(), g(&i.update_error))],
+        );
+        metric(
+            "reconcile_events_total",
+            "counter",
+            "World changes received.",
+            vec![("{result=\"passed\"}".into(), g(&i.reconcile_passed))],
+        );
+        metric(
+            "generation",
+            "gauge",
+            "Last rendered generation.",
+            vec![(String::new(), g(&i.generation))],
+        );
+        metric(
+            "generation_last_acked",
+            "gauge",
+            "Last generation the updater finished.",
+            vec![(String::new(), g(&i.generation_acked))],
+        );
+        let ops = i.ops.lock().map(|m| m.clone()).unwrap_or_default();
+        metric(
+            "resource_operations_total",
+            "counter",
+            "Successful writes by kind and operation.",
+            ops.into_iter()
+                .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
+                .collect(),
+        );
+        s
+    }
+}

@@ -1,0 +1,210 @@
+//! The operator against a Kubernetes API: watchers fill the World, every change is
+//! rendered (throttled), configs go to the CDS server on every replica, and the leader
+//! writes the rest with server-side apply.
+
+pub mod lease;
+pub mod metrics;
+pub mod updater;
+pub mod watch;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use stunner_cds::server::{ConfigStore, router};
+use stunner_gateway::{Desired, Kind, RenderOptions, World, finalize, render};
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+use self::metrics::Metrics;
+use self::updater::Updater;
+use self::watch::Change;
+use crate::Error;
+
+/// Settings of the Kubernetes mode.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Renderer settings.
+    pub render: RenderOptions,
+    /// CDS listen address.
+    pub cds_listen: String,
+    /// `/healthz` and `/readyz` listen address.
+    pub health_listen: String,
+    /// `/metrics` listen address (`0` disables).
+    pub metrics_listen: String,
+    /// Minimum interval between renders.
+    pub throttle: Duration,
+    /// Take part in leader election (else always write).
+    pub leader_elect: bool,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// Our identity in the Lease.
+    pub identity: String,
+    /// Invalidate statuses and delete dataplanes on shutdown.
+    pub finalizer: bool,
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Error> {
+    let a = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    tokio::net::TcpListener::bind(&a)
+        .await
+        .map_err(|e| Error::Listen {
+            address: a.clone(),
+            message: e.to_string(),
+        })
+}
+
+fn serve(listener: tokio::net::TcpListener, app: Router) {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(target: "operator", error = %e, "HTTP server stopped");
+        }
+    });
+}
+
+fn apply_change(world: &mut World, synced: &mut BTreeSet<Kind>, c: Change) {
+    match c {
+        Change::Apply(o) => world.insert(o),
+        Change::Delete(o) => world.remove(&o),
+        Change::Replace(kind, objects) => {
+            world.replace(kind, objects);
+            synced.insert(kind);
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
+    let metrics = Metrics::default();
+    let store = ConfigStore::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let cds = bind(&cfg.cds_listen).await?;
+    serve(cds, router(store.clone()));
+    let health = bind(&cfg.health_listen).await?;
+    let r = ready.clone();
+    serve(
+        health,
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let r = r.clone();
+                    async move {
+                        if r.load(Ordering::Relaxed) {
+                            (axum::http::StatusCode::OK, "ok")
+                        } else {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not synced")
+                        }
+                    }
+                }),
+            ),
+    );
+    if cfg.metrics_listen != "0" {
+        let m = metrics.clone();
+        let l = bind(&cfg.metrics_listen).await?;
+        serve(
+            l,
+            Router::new().route(
+                "/metrics",
+                get(move || {
+                    let m = m.clone();
+                    async move { m.text() }
+                }),
+            ),
+        );
+    }
+
+    let (leader_tx, leader_rx) = tokio_watch::channel(!cfg.leader_elect);
+    if cfg.leader_elect {
+        lease::Elector::new(
+            client.clone(),
+            &cfg.lease_namespace,
+            lease::LEASE_NAME,
+            &cfg.identity,
+            Duration::from_secs(15),
+        )
+        .spawn(leader_tx);
+    }
+
+    // The updater always works on the latest render: a watch channel holds one value,
+    // so a slow API server makes the updater skip stale generations (a bounded queue).
+    let (desired_tx, mut desired_rx) =
+        tokio_watch::channel::<Option<(u64, Desired, Arc<World>)>>(None);
+    let updater = Updater::new(client.clone(), metrics.clone());
+    let m = metrics.clone();
+    let mut leader = leader_rx.clone();
+    let update_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = desired_rx.changed() => if r.is_err() { return },
+                r = leader.changed() => if r.is_err() { return },
+            }
+            if !*leader.borrow() {
+                continue;
+            }
+            let latest = desired_rx.borrow_and_update().clone();
+            if let Some((generation, d, world)) = latest {
+                let w = updater.apply(&d, &world).await;
+                tracing::debug!(target: "operator", generation, ?w, "update pass");
+                m.acked(generation);
+            }
+        }
+    });
+
+    let (tx, mut rx) = mpsc::channel(200);
+    watch::start(client.clone(), tx).await;
+    let mut world = World::new();
+    let mut synced = BTreeSet::new();
+    let mut dirty = false;
+    let mut opts = cfg.render.clone();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Listen {
+            address: "SIGTERM".into(),
+            message: e.to_string(),
+        })?;
+    loop {
+        tokio::select! {
+            c = rx.recv() => {
+                let Some(c) = c else { break };
+                apply_change(&mut world, &mut synced, c);
+                metrics.reconcile_event();
+                dirty = true;
+            }
+            _ = tokio::time::sleep(cfg.throttle), if dirty && synced.len() == Kind::ALL.len() => {
+                // Take whatever else arrived meanwhile, then render once.
+                while let Ok(c) = rx.try_recv() {
+                    apply_change(&mut world, &mut synced, c);
+                }
+                dirty = false;
+                opts.now = Time(Timestamp::now());
+                let d = render(&world, &opts);
+                let generation = metrics.render();
+                store.update_all(d.configs.clone());
+                ready.store(true, Ordering::Relaxed);
+                let _ = desired_tx.send(Some((generation, d, Arc::new(world.clone()))));
+            }
+            _ = sigterm.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!(target: "operator", "shutting down");
+    update_task.abort();
+    if cfg.finalizer && *leader_rx.borrow() {
+        opts.now = Time(Timestamp::now());
+        let d = finalize(&world, &opts);
+        let w = Updater::new(client, metrics).apply(&d, &world).await;
+        tracing::info!(target: "operator", ?w, "finalizer done");
+    }
+    Ok(())
+}

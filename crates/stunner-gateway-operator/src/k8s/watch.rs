@@ -1,0 +1,192 @@
+//! Watchers: one per kind, feeding the World through a channel. A relist arrives as one
+//! `Replace` so the World never shows a half-listed kind (a render then could delete
+//! objects that merely had not arrived yet).
+
+use std::fmt::Debug;
+
+use futures_util::StreamExt;
+use gateway_api::apis::experimental::udproutes::UdpRoute;
+use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+use gateway_api::apis::standard::gateways::Gateway;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use stunner_gateway::crd::{Dataplane, GatewayConfig, StaticService, UDPRoute};
+use stunner_gateway::{Kind, Object, names};
+use tokio::sync::mpsc;
+
+/// A change to the World.
+#[derive(Debug)]
+pub enum Change {
+    /// An object was created or modified.
+    Apply(Object),
+    /// An object was deleted.
+    Delete(Object),
+    /// A full (re)list of one kind.
+    Replace(Kind, Vec<Object>),
+}
+
+fn spawn<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: Kind,
+    wrap: fn(K) -> Object,
+    tx: mpsc::Sender<Change>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, cfg).boxed();
+        let mut relist: Vec<Object> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let change = match ev {
+                Ok(watcher::Event::Apply(o)) => Change::Apply(wrap(o)),
+                Ok(watcher::Event::Delete(o)) => Change::Delete(wrap(o)),
+                Ok(watcher::Event::Init) => {
+                    relist.clear();
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    relist.push(wrap(o));
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => Change::Replace(kind, std::mem::take(&mut relist)),
+                Err(e) => {
+                    tracing::warn!(target: "operator", ?kind, error = %e, "watch error, retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if tx.send(change).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Whether the API serves a kind (the Gateway API UDPRoute CRD is optional).
+async fn served<K>(api: &Api<K>) -> bool
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
+        Err(_) => true,
+    }
+}
+
+/// Starts every watcher; kinds the API does not serve are reported synced and empty.
+pub async fn start(client: Client, tx: mpsc::Sender<Change>) {
+    let owned = format!("{}={}", names::OWNED_BY_LABEL, names::OWNED_BY_VALUE);
+    let all = watcher::Config::default;
+    spawn(
+        Api::<GatewayClass>::all(client.clone()),
+        all(),
+        Kind::GatewayClass,
+        Object::GatewayClass,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Gateway>::all(client.clone()),
+        all(),
+        Kind::Gateway,
+        Object::Gateway,
+        tx.clone(),
+    );
+    spawn(
+        Api::<UDPRoute>::all(client.clone()),
+        all(),
+        Kind::UDPRoute,
+        Object::UDPRoute,
+        tx.clone(),
+    );
+    let v1a2 = Api::<UdpRoute>::all(client.clone());
+    if served(&v1a2).await {
+        spawn(
+            v1a2,
+            all(),
+            Kind::UDPRouteV1A2,
+            Object::UDPRouteV1A2,
+            tx.clone(),
+        );
+    } else {
+        tracing::info!(target: "operator", "gateway.networking.k8s.io/v1alpha2 UDPRoute is not installed, not watching it");
+        let _ = tx
+            .send(Change::Replace(Kind::UDPRouteV1A2, Vec::new()))
+            .await;
+    }
+    spawn(
+        Api::<GatewayConfig>::all(client.clone()),
+        all(),
+        Kind::GatewayConfig,
+        Object::GatewayConfig,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Dataplane>::all(client.clone()),
+        all(),
+        Kind::Dataplane,
+        Object::Dataplane,
+        tx.clone(),
+    );
+    spawn(
+        Api::<StaticService>::all(client.clone()),
+        all(),
+        Kind::StaticService,
+        Object::StaticService,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Service>::all(client.clone()),
+        all(),
+        Kind::Service,
+        Object::Service,
+        tx.clone(),
+    );
+    spawn(
+        Api::<EndpointSlice>::all(client.clone()),
+        all(),
+        Kind::EndpointSlice,
+        Object::EndpointSlice,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Secret>::all(client.clone()),
+        all(),
+        Kind::Secret,
+        Object::Secret,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Namespace>::all(client.clone()),
+        all(),
+        Kind::Namespace,
+        Object::Namespace,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Node>::all(client.clone()),
+        all(),
+        Kind::Node,
+        Object::Node,
+        tx.clone(),
+    );
+    spawn(
+        Api::<Deployment>::all(client.clone()),
+        all().labels(&owned),
+        Kind::Deployment,
+        Object::Deployment,
+        tx.clone(),
+    );
+    spawn(
+        Api::<ConfigMap>::all(client),
+        all().labels(&owned),
+        Kind::ConfigMap,
+        Object::ConfigMap,
+        tx,
+    );
+}
