@@ -4,6 +4,8 @@
 #![allow(missing_docs)]
 
 mod cli;
+mod fake_api;
+mod kubernetes;
 mod mock_api;
 mod standalone;
 mod support;

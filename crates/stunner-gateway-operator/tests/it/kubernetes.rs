@@ -1,0 +1,211 @@
+//! End to end against the in-repo fake API server: the operator binary watches a
+//! Gateway, UDPRoute and backend EndpointSlice, writes the Deployment, Service and
+//! statuses, and a real stunnerd that takes its config from the operator's CDS relays a
+//! TURN client's traffic to the backend peer.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stunner_turn::Received;
+
+use crate::fake_api::FakeApi;
+use crate::support::{TurnClient, echo_peer, free_port, stunnerd, tempdir};
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn seed(api: &FakeApi, turn_port: u16, peer_port: u16) {
+    let gw = "/apis/gateway.networking.k8s.io/v1";
+    let st = "/apis/stunner.l7mp.io/v1";
+    api.put(&format!("{gw}/gatewayclasses"), json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "stunner-gatewayclass"},
+        "spec": {"controllerName": "stunner.l7mp.io/gateway-operator",
+            "parametersRef": {"group": "stunner.l7mp.io", "kind": "GatewayConfig", "name": "stunner-gatewayconfig", "namespace": "stunner"}}}));
+    api.put(&format!("{st}/namespaces/stunner/gatewayconfigs"), json!({
+        "apiVersion": "stunner.l7mp.io/v1", "kind": "GatewayConfig",
+        "metadata": {"name": "stunner-gatewayconfig", "namespace": "stunner"},
+        "spec": {"realm": "stunner.l7mp.io", "authType": "static", "userName": "user-1", "password": "pass-1"}}));
+    api.put(
+        &format!("{st}/dataplanes"),
+        json!({
+        "apiVersion": "stunner.l7mp.io/v1", "kind": "Dataplane", "metadata": {"name": "default"},
+        "spec": {"image": "docker.io/l7mp/stunnerd:latest", "disableHealthCheck": true}}),
+    );
+    api.put(
+        &format!("{gw}/namespaces/stunner/gateways"),
+        json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "udp-gateway", "namespace": "stunner"},
+        "spec": {"gatewayClassName": "stunner-gatewayclass", "addresses": [{"value": "127.0.0.1"}],
+            "listeners": [{"name": "udp-listener", "port": turn_port, "protocol": "TURN-UDP"}]}}),
+    );
+    api.put(&format!("{st}/namespaces/stunner/udproutes"), json!({
+        "apiVersion": "stunner.l7mp.io/v1", "kind": "UDPRoute",
+        "metadata": {"name": "media", "namespace": "stunner"},
+        "spec": {"parentRefs": [{"name": "udp-gateway"}],
+            "rules": [{"backendRefs": [{"name": "media", "namespace": "default", "port": peer_port}]}]}}));
+    api.put("/api/v1/namespaces/default/services", json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "media", "namespace": "default"},
+        "spec": {"clusterIP": "None", "ports": [{"port": peer_port, "protocol": "UDP"}]}}));
+    api.put("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "media-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "media"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]}));
+}
+
+fn condition(obj: &Value, ty: &str) -> Option<String> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+        .map(|c| c["status"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn operator_against_fake_api_feeds_stunnerd_over_cds() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = listener.local_addr().unwrap().port();
+    let api = FakeApi::start(listener);
+    let peer = echo_peer();
+    let turn_port = free_port();
+    seed(&api, turn_port, peer.port());
+
+    let dir = tempdir("kubeconfig");
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: default}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let (cds_port, health_port) = (free_port(), free_port());
+    let cds = format!("127.0.0.1:{cds_port}");
+    let _op = Operator(
+        Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args([
+                "--config-discovery-address",
+                &cds,
+                "--health-probe-bind-address",
+                &format!("127.0.0.1:{health_port}"),
+                "--metrics-bind-address",
+                "0",
+                "--throttle-timeout",
+                "50ms",
+                "--zap-log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+
+    // The operator writes the dataplane objects and the statuses.
+    wait_for("the Deployment", Duration::from_secs(30), || {
+        api.get("/apis/apps/v1/namespaces/stunner/deployments/udp-gateway")
+            .is_some()
+    });
+    let dep = api
+        .get("/apis/apps/v1/namespaces/stunner/deployments/udp-gateway")
+        .unwrap();
+    let env = &dep["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "STUNNER_CONFIG_ORIGIN"
+                && e["value"] == "http://stunner-config-discovery.stunner-system.svc:13478")
+    );
+    let svc = api
+        .get("/api/v1/namespaces/stunner/services/udp-gateway")
+        .unwrap();
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["metadata"]["ownerReferences"][0]["uid"],
+        "uid-udp-gateway"
+    );
+    wait_for("the Gateway status", Duration::from_secs(10), || {
+        api.get("/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways/udp-gateway")
+            .is_some_and(|g| condition(&g, "Programmed").as_deref() == Some("True"))
+    });
+    let route = api
+        .get("/apis/stunner.l7mp.io/v1/namespaces/stunner/udproutes/media")
+        .unwrap();
+    assert_eq!(
+        route["status"]["parents"][0]["conditions"][0]["status"],
+        "True"
+    );
+    let class = api
+        .get("/apis/gateway.networking.k8s.io/v1/gatewayclasses/stunner-gatewayclass")
+        .unwrap();
+    assert_eq!(condition(&class, "Accepted").as_deref(), Some("True"));
+
+    // A real stunnerd fed from the operator's CDS relays to the backend.
+    stunnerd(&[
+        "-c",
+        &cds,
+        "-i",
+        "stunner/udp-gateway",
+        "-w",
+        "-l",
+        "all:WARN",
+    ]);
+    let mut client = TurnClient::new(turn_port, "user-1", "pass-1");
+    let r = client.allocate(Duration::from_secs(20));
+    assert!(matches!(r, Received::Allocated { .. }), "allocate: {r:?}");
+    assert!(
+        client.bind_and_echo(0x4000, peer),
+        "no echo through the relay"
+    );
+
+    // A backend change in the API (the endpoint goes away) reaches stunnerd: the peer is
+    // no longer allowed.
+    let rv_before = api
+        .get("/apis/apps/v1/namespaces/stunner/deployments/udp-gateway")
+        .unwrap()["metadata"]["resourceVersion"]
+        .clone();
+    api.put("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "media-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "media"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.9.9"]}]}));
+    let mut denied = TurnClient::new(turn_port, "user-1", "pass-1");
+    assert!(matches!(
+        denied.allocate(Duration::from_secs(5)),
+        Received::Allocated { .. }
+    ));
+    wait_for("the peer to be refused", Duration::from_secs(20), || {
+        matches!(
+            denied.request(stunner_turn::Request::CreatePermission { peers: vec![peer] }),
+            Received::Failed { code: 403, .. }
+        )
+    });
+    // Nothing about the Deployment changed, so it was not written again.
+    let rv_after = api
+        .get("/apis/apps/v1/namespaces/stunner/deployments/udp-gateway")
+        .unwrap()["metadata"]["resourceVersion"]
+        .clone();
+    assert_eq!(
+        rv_before, rv_after,
+        "the Deployment was rewritten without a change"
+    );
+}
