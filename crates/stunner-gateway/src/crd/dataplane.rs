@@ -64,6 +64,7 @@ pub struct DataplaneSpec {
     pub resources: Option<ResourceRequirements>,
     /// Grace period for draining allocations; default 3600 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 3600))]
     pub termination_grace_period_seconds: Option<i64>,
     /// Run in the host network namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -40,15 +40,18 @@ pub struct SecretObjectReference {
 pub struct GatewayConfigSpec {
     /// The Dataplane (cluster-scoped) used for the Gateways of this class; default `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "default"))]
     pub dataplane: Option<String>,
     /// The STUN/TURN realm; default `stunner.l7mp.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "stunner.l7mp.io"))]
     #[schemars(regex(
         pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
     ))]
     pub realm: Option<String>,
     /// `plaintext`/`static` or `longterm`/`ephemeral`/`timewindowed`; default `plaintext`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "plaintext"))]
     #[schemars(regex(pattern = r"^plaintext|static|longterm|ephemeral|timewindowed$"))]
     pub auth_type: Option<String>,
     /// Static username (note the capital N, as upstream).

@@ -44,9 +44,11 @@ pub struct UDPRouteRule {
 pub struct BackendRef {
     /// `""` (core) or `stunner.l7mp.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ""))]
     pub group: Option<String>,
     /// `Service` (default) or `StaticService`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Service"))]
     pub kind: Option<String>,
     /// Name of the backend.
     pub name: String,
