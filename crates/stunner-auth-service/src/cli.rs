@@ -38,6 +38,9 @@ struct Args {
     /// Verbose: `all:DEBUG`.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// Log format: `text` or `json` (the Helm chart passes it).
+    #[arg(long = "log-format", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// Parses the command line and runs the service.
@@ -48,13 +51,17 @@ pub fn main() -> ExitCode {
     } else {
         a.log.rsplit(':').next().unwrap_or("info")
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(level.to_ascii_lowercase())
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if a.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -138,7 +138,12 @@ enum Command {
         poll_interval: Duration,
     },
     /// Print the STUNner CRD manifests.
-    Crds,
+    Crds {
+        /// Print the Gateway API CRDs the operator needs instead (generated from the
+        /// `gateway-api` crate's types).
+        #[arg(long)]
+        gateway_api: bool,
+    },
 }
 
 /// Parses `250ms`, `1s`, `2m` or plain seconds.
@@ -216,7 +221,11 @@ pub fn main() -> ExitCode {
         return run_kubernetes(args.run);
     };
     match command {
-        Command::Crds => match stunner_gateway::crd::crds_yaml() {
+        Command::Crds { gateway_api } => match if gateway_api {
+            stunner_gateway::crd::gateway_api_crds_yaml()
+        } else {
+            stunner_gateway::crd::crds_yaml()
+        } {
             Ok(y) => emit(&y),
             Err(e) => fail(e),
         },

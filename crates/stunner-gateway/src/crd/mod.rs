@@ -35,6 +35,42 @@ pub fn all_crds() -> Result<Vec<CustomResourceDefinition>, crate::Error> {
     ])
 }
 
+/// The Gateway API version the `gateway-api` crate's types follow.
+pub const GATEWAY_API_VERSION: &str = "v1.5.1";
+
+/// The Gateway API CRDs the operator needs (GatewayClass and Gateway `v1`, UDPRoute
+/// `v1alpha2` from the experimental channel), generated from the `gateway-api` crate's
+/// types. For clusters without Gateway API; the official release manifests carry more
+/// validation and are preferable where available.
+pub fn gateway_api_crds() -> Vec<CustomResourceDefinition> {
+    use gateway_api::apis::experimental::udproutes::UdpRoute;
+    use gateway_api::apis::standard::gatewayclasses::GatewayClass;
+    use gateway_api::apis::standard::gateways::Gateway;
+    let mut out = vec![GatewayClass::crd(), Gateway::crd(), UdpRoute::crd()];
+    for (crd, channel) in out.iter_mut().zip(["standard", "standard", "experimental"]) {
+        let a = crd
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        a.insert(
+            "gateway.networking.k8s.io/bundle-version".into(),
+            GATEWAY_API_VERSION.into(),
+        );
+        a.insert("gateway.networking.k8s.io/channel".into(), channel.into());
+    }
+    out
+}
+
+/// [`gateway_api_crds`] as multi-document YAML.
+pub fn gateway_api_crds_yaml() -> Result<String, crate::Error> {
+    let mut out = String::new();
+    for crd in gateway_api_crds() {
+        out.push_str("---\n");
+        out.push_str(&crate::yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
 /// The CRDs as one multi-document YAML text, as checked in under `deploy/crds/`.
 pub fn crds_yaml() -> Result<String, crate::Error> {
     let mut out = String::new();

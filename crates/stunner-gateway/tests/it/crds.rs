@@ -18,6 +18,21 @@ fn checked_in_crds_match_the_types() {
 }
 
 #[test]
+fn checked_in_gateway_api_crds_match_the_types() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds/gateway-api-crds.yaml");
+    let got = stunner_gateway::crd::gateway_api_crds_yaml().unwrap();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        want == got,
+        "deploy/crds/gateway-api-crds.yaml is stale: run `cargo run -p stunner-gateway-operator -- crds --gateway-api > deploy/crds/gateway-api-crds.yaml`"
+    );
+}
+
+#[test]
 fn crds_have_upstream_names_scopes_and_versions() {
     let crds = stunner_gateway::crd::all_crds().unwrap();
     type Versions = Vec<(String, bool, bool)>;
