@@ -346,7 +346,8 @@ class Dockerfiles(unittest.TestCase):
             ["stunner-auth-service.Dockerfile", "stunner-gateway-operator.Dockerfile", "stunnerd.Dockerfile", "turncat.Dockerfile"],
         )
         for f in files:
-            text = open(f).read()
+            with open(f) as fh:
+                text = fh.read()
             name = os.path.basename(f).removesuffix(".Dockerfile")
             self.assertIn((name, name), bins, f)
             self.assertIn(f"-p {name} ", text)
@@ -363,6 +364,105 @@ class Dockerfiles(unittest.TestCase):
                 for c in spec.get("template", {}).get("spec", {}).get("containers", []):
                     commands.update(c.get("command", []))
         self.assertEqual(commands, {"stunnerd", "stunner-gateway-operator", "stunner-auth-service"})
+
+
+def install_doc_commands():
+    """Shell lines of the code blocks in docs/INSTALL.md, in order."""
+    lines, inside = [], False
+    with open(os.path.join(ROOT, "docs", "INSTALL.md")) as fh:
+        for line in fh:
+            if line.startswith("```"):
+                inside = not inside
+                continue
+            if inside and line.strip():
+                lines.append(line.strip())
+    return lines
+
+
+def operator_bin():
+    path = os.path.join(ROOT, "target", "debug", "stunner-gateway-operator")
+    if not os.path.exists(path):
+        subprocess.run(["cargo", "build", "-q", "-p", "stunner-gateway-operator"], cwd=ROOT, check=True)
+    return path
+
+
+class InstallDoc(unittest.TestCase):
+    """Every command of docs/INSTALL.md that runs without a cluster, run: `helm install`
+    as the equivalent render (same chart, release, namespace, --set values, --skip-crds),
+    the scripts and the operator commands for real; `kubectl apply -f` files must exist
+    and hold CRDs."""
+
+    def test_install_doc_commands(self):
+        import shlex
+        import json
+        import time
+        import urllib.request
+
+        ran = 0
+        for line in install_doc_commands():
+            argv = shlex.split(line)
+            with self.subTest(line=line):
+                if argv[:2] == ["helm", "install"]:
+                    name, chart = argv[2], os.path.join(ROOT, argv[3])
+                    ns, values, i = "default", {}, 4
+                    while i < len(argv):
+                        a = argv[i]
+                        if a.startswith("--namespace="):
+                            ns = a.split("=", 1)[1]
+                        elif a == "--set":
+                            i += 1
+                            values = merge(values, helm.parse_set_string(argv[i]))
+                        else:
+                            self.assertIn(a, ("--create-namespace", "--skip-crds"), line)
+                        i += 1
+                    docs = render(chart, values, name=name, namespace=ns)
+                    self.assertTrue(docs)
+                    self.assertNotIn("CustomResourceDefinition", [d["kind"] for d in docs])
+                    self.assertEqual(helm.lint(chart, values, strict=True)["errors"], [])
+                elif argv[0] == "scripts/chart-dev":
+                    subprocess.run([os.path.join(ROOT, argv[0])] + argv[1:], cwd=ROOT, check=True, capture_output=True)
+                elif argv[:3] == ["kubectl", "apply", "-f"]:
+                    with open(os.path.join(ROOT, argv[3])) as fh:
+                        kinds = {d["kind"] for d in yaml.safe_load_all(fh) if d}
+                    self.assertEqual(kinds, {"CustomResourceDefinition"})
+                    ran -= 1  # needs a cluster; only the file is checked
+                elif argv[:4] == ["cargo", "run", "-p", "stunner-gateway-operator"]:
+                    args = argv[5:]
+                    if ">" in args:
+                        target = args[args.index(">") + 1]
+                        out = subprocess.run([operator_bin()] + args[: args.index(">")], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                        with open(os.path.join(ROOT, target)) as fh:
+                            self.assertEqual(fh.read(), out, f"{target} is stale")
+                    elif args[0] == "render":
+                        out = subprocess.run([operator_bin()] + args, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                        self.assertTrue(yaml.safe_load(out)["configs"])
+                    elif args[0] == "standalone":
+                        p = subprocess.Popen([operator_bin()] + args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        addr = args[args.index("--config-discovery-address") + 1]
+                        try:
+                            body = None
+                            for _ in range(100):
+                                try:
+                                    body = urllib.request.urlopen(f"http://{addr}/api/v1/configs", timeout=1).read()
+                                    break
+                                except OSError:
+                                    time.sleep(0.1)
+                            self.assertIsNotNone(body, "standalone CDS did not answer")
+                            self.assertEqual(json.loads(body)["items"][0]["admin"]["name"], "stunner/udp-gateway")
+                        finally:
+                            p.kill()
+                            p.wait()
+                    else:
+                        self.fail(f"unhandled: {line}")
+                elif argv[:2] == ["docker", "build"]:
+                    # Needs the base images from a registry this machine cannot reach;
+                    # the Dockerfiles are checked by the Dockerfiles tests.
+                    self.assertTrue(os.path.exists(os.path.join(ROOT, argv[3])))
+                    ran -= 1
+                else:
+                    self.fail(f"unhandled command in docs/INSTALL.md: {line}")
+                ran += 1
+        self.assertGreaterEqual(ran, 12)
 
 
 if __name__ == "__main__":
