@@ -69,6 +69,109 @@ fn seed(api: &FakeApi, turn_port: u16, peer_port: u16) {
         "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]}));
 }
 
+fn kubeconfig(api_port: u16, tag: &str) -> std::path::PathBuf {
+    let dir = tempdir(tag);
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: default}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn lease(holder: &str, seconds: u32) -> Value {
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "92062b70.l7mp.io", "namespace": "stunner-system"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": seconds, "renewTime": now, "acquireTime": now}})
+}
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/stunner-system/leases";
+
+/// Only the Lease holder writes; every replica serves CDS. A follower takes over an
+/// expired Lease, and stops writing when another replica holds it again.
+#[test]
+fn only_the_leader_writes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = listener.local_addr().unwrap().port();
+    let api = FakeApi::start(listener);
+    seed(&api, free_port(), 9);
+    api.put(LEASES, lease("other-replica", 2));
+    let kubeconfig = kubeconfig(api_port, "leader");
+    let cds_port = free_port();
+    let _op = Operator(
+        Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", "replica-under-test")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args([
+                "--leader-elect",
+                "--config-discovery-address",
+                &format!("127.0.0.1:{cds_port}"),
+                "--health-probe-bind-address",
+                &format!("127.0.0.1:{}", free_port()),
+                "--metrics-bind-address",
+                "0",
+                "--throttle-timeout",
+                "50ms",
+                "--zap-log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let deployment = "/apis/apps/v1/namespaces/stunner/deployments/udp-gateway";
+    // A follower serves the rendered config over CDS but writes nothing.
+    wait_for("the CDS config", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", cds_port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.write_all(b"GET /api/v1/configs/stunner/udp-gateway HTTP/1.0\r\n\r\n")
+                    .ok()?;
+                let mut b = String::new();
+                s.read_to_string(&mut b).ok()?;
+                b.contains("\"stunner/udp-gateway\"").then_some(())
+            })
+            .is_some()
+    });
+    assert!(
+        api.get(deployment).is_none(),
+        "a follower wrote the Deployment"
+    );
+    // The holder stops renewing: the Lease expires and the replica takes over.
+    wait_for("the takeover", Duration::from_secs(20), || {
+        api.get(deployment).is_some()
+    });
+    assert_eq!(
+        api.get(&format!("{LEASES}/92062b70.l7mp.io")).unwrap()["spec"]["holderIdentity"],
+        "replica-under-test"
+    );
+    // Another replica holds the Lease again: changes are no longer written.
+    api.put(LEASES, lease("other-replica", 60));
+    std::thread::sleep(Duration::from_secs(4)); // one renewal period (lease duration / 5) and more
+    let gw = "/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways";
+    let mut g = api.get(&format!("{gw}/udp-gateway")).unwrap();
+    g["metadata"]["annotations"] = json!({"stunner.l7mp.io/disable-session-affinity": "true"});
+    api.put(gw, g);
+    std::thread::sleep(Duration::from_secs(2));
+    let svc = api
+        .get("/api/v1/namespaces/stunner/services/udp-gateway")
+        .unwrap();
+    assert_eq!(
+        svc["spec"]["sessionAffinity"], "ClientIP",
+        "a replica that lost the Lease wrote"
+    );
+}
+
 fn condition(obj: &Value, ty: &str) -> Option<String> {
     obj["status"]["conditions"]
         .as_array()?
@@ -86,16 +189,7 @@ fn operator_against_fake_api_feeds_stunnerd_over_cds() {
     let turn_port = free_port();
     seed(&api, turn_port, peer.port());
 
-    let dir = tempdir("kubeconfig");
-    let kubeconfig = dir.join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: default}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(api_port, "kubeconfig");
     let (cds_port, health_port) = (free_port(), free_port());
     let cds = format!("127.0.0.1:{cds_port}");
     let _op = Operator(
