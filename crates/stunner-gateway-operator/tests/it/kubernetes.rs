@@ -242,17 +242,15 @@ fn operator_against_fake_api_feeds_stunnerd_over_cds() {
         api.get("/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways/udp-gateway")
             .is_some_and(|g| condition(&g, "Programmed").as_deref() == Some("True"))
     });
-    let route = api
-        .get("/apis/stunner.l7mp.io/v1/namespaces/stunner/udproutes/media")
-        .unwrap();
-    assert_eq!(
-        route["status"]["parents"][0]["conditions"][0]["status"],
-        "True"
-    );
-    let class = api
-        .get("/apis/gateway.networking.k8s.io/v1/gatewayclasses/stunner-gatewayclass")
-        .unwrap();
-    assert_eq!(condition(&class, "Accepted").as_deref(), Some("True"));
+    // Statuses are written one after the other; wait for the last ones too.
+    wait_for("the UDPRoute status", Duration::from_secs(10), || {
+        api.get("/apis/stunner.l7mp.io/v1/namespaces/stunner/udproutes/media")
+            .is_some_and(|r| r["status"]["parents"][0]["conditions"][0]["status"] == "True")
+    });
+    wait_for("the GatewayClass status", Duration::from_secs(10), || {
+        api.get("/apis/gateway.networking.k8s.io/v1/gatewayclasses/stunner-gatewayclass")
+            .is_some_and(|c| condition(&c, "Accepted").as_deref() == Some("True"))
+    });
 
     // A real stunnerd fed from the operator's CDS relays to the backend.
     stunnerd(&[
