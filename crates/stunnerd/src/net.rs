@@ -39,6 +39,7 @@ pub(crate) fn udp_listener(port: u16, reuse_port: bool) -> Result<std::net::UdpS
     // Room for bursts while a worker is busy.
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
+    crate::batch::enable_gro(std::os::fd::AsRawFd::as_raw_fd(&s));
     Ok(s.into())
 }
 
@@ -69,6 +70,7 @@ pub(crate) fn relay_socket_at(
     };
     s.bind(&any.into())?;
     let _ = s.set_recv_buffer_size(1 << 20);
+    crate::batch::enable_gro(std::os::fd::AsRawFd::as_raw_fd(&s));
     let port = s
         .local_addr()?
         .as_socket()

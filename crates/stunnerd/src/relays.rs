@@ -56,6 +56,8 @@ pub(crate) struct Relays {
     by_addr: HashMap<SocketAddr, Token>,
     reservations: Arc<Reservations>,
     next: usize,
+    /// Client-to-peer datagrams of the current step, sent by [`Relays::flush`].
+    tx: crate::batch::RelayQueue<SocketAddr>,
 }
 
 impl Relays {
@@ -65,6 +67,7 @@ impl Relays {
             by_addr: HashMap::new(),
             reservations,
             next: 0,
+            tx: crate::batch::RelayQueue::default(),
         }
     }
 
@@ -127,11 +130,24 @@ impl Relays {
     }
 
     /// Sends from the relay socket of relayed address `from` to a peer.
-    pub(crate) fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
-        let Some(r) = self.by_addr.get(&from).and_then(|t| self.by_token.get(t)) else {
+    /// Queues a datagram from relay `from` to peer `to`; it leaves at the next
+    /// [`flush`](Self::flush), batched with its neighbours (GSO).
+    pub(crate) fn send(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        self.tx.push(from, to, data);
+    }
+
+    /// Sends the queued datagrams. UDP: a full send buffer drops a datagram, as the
+    /// network would.
+    pub(crate) fn flush(&mut self) {
+        if self.tx.is_empty() {
             return;
-        };
-        // UDP: a full send buffer drops the datagram, as the network would.
-        let _ = r.socket.send_to(data, to);
+        }
+        let (by_addr, by_token) = (&self.by_addr, &self.by_token);
+        self.tx.flush(|from| {
+            by_addr
+                .get(&from)
+                .and_then(|t| by_token.get(t))
+                .map(|r| std::os::fd::AsRawFd::as_raw_fd(&r.socket))
+        });
     }
 }

@@ -62,6 +62,10 @@ async fn load_cds(url: &str, id: &str) -> Result<StunnerConfig, Error> {
 
 /// Runs stunnerd; the exit code of the process.
 pub async fn run(args: Args) -> ExitCode {
+    // GSO can be switched off to compare (benchmarks) or where it misbehaves.
+    if std::env::var_os("STUNNERD_NO_GSO").is_some() {
+        crate::batch::disable_gso();
+    }
     let spec = args
         .log_override()
         .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());

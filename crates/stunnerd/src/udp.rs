@@ -140,23 +140,33 @@ fn read_clients(
             Ok(n) => n,
         };
         let now = Instant::now();
+        let (mut packets, mut bytes) = (0u64, 0u64);
         for i in 0..n {
-            let (buf, len, from) = core.rx.get(i);
+            let (buf, len, from, seg) = core.rx.get(i);
             let Some(from) = from else { continue };
-            shared.rx_packets.fetch_add(1, Ordering::Relaxed);
-            shared.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
             let ft = FiveTuple {
                 client: net::canonical(from),
                 server: local,
             };
-            let data = &buf[CHANNEL_HEADROOM..CHANNEL_HEADROOM + len];
-            // `data` borrows the receive batch, so the core's fields are used directly.
-            if let Some(f) = core.server.handle_client(now, ft, data)
-                && let Source::Relay(r) = f.from
-            {
-                core.relays.send(r, f.to, &data[f.range]);
+            // With GRO one buffer holds several datagrams of this client, `seg` bytes
+            // each but the last.
+            let mut off = 0;
+            while off < len {
+                let l = seg.min(len - off);
+                let data = &buf[CHANNEL_HEADROOM + off..CHANNEL_HEADROOM + off + l];
+                // `data` borrows the receive batch, so the core's fields are used directly.
+                if let Some(f) = core.server.handle_client(now, ft, data)
+                    && let Source::Relay(r) = f.from
+                {
+                    core.relays.send(r, f.to, &data[f.range]);
+                }
+                packets += 1;
+                off += l;
             }
+            bytes += len as u64;
         }
+        shared.rx_packets.fetch_add(packets, Ordering::Relaxed);
+        shared.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut clients = UdpClients {
             socket,
             shared,

@@ -190,11 +190,25 @@ impl Core {
             };
             let now = Instant::now();
             for i in 0..n {
-                let (buf, len, peer) = self.rx.get(i);
+                let (buf, len, peer, seg) = self.rx.get(i);
                 let Some(peer) = peer else { continue };
                 let peer = crate::net::canonical(peer);
-                if let Some(f) = self.server.handle_peer(now, relay_addr, peer, buf, len) {
-                    clients.send(f.to, &buf[f.range]);
+                // With GRO one buffer holds several datagrams back to back. Each is
+                // framed in place: its ChannelData header lands on the last bytes of
+                // the previous datagram, already sent; stream padding would land on the
+                // next one, so those bytes are put back.
+                let mut off = 0;
+                while off < len {
+                    let l = seg.min(len - off);
+                    let end = CHANNEL_HEADROOM + off + l;
+                    let mut saved = [0u8; CHANNEL_TAILROOM];
+                    saved.copy_from_slice(&buf[end..end + CHANNEL_TAILROOM]);
+                    let frame = &mut buf[off..];
+                    if let Some(f) = self.server.handle_peer(now, relay_addr, peer, frame, l) {
+                        clients.send(f.to, &frame[f.range]);
+                    }
+                    buf[end..end + CHANNEL_TAILROOM].copy_from_slice(&saved);
+                    off += l;
                 }
             }
             self.drain(poll, clients, now);
@@ -244,6 +258,8 @@ impl Core {
                 Output::Event(e) => self.event(e),
             }
         }
+        // Client-to-peer datagrams of this step leave together (GSO where they can).
+        self.relays.flush();
         self.shared
             .allocations
             .store(self.server.allocation_count(), Ordering::Relaxed);
