@@ -4,15 +4,26 @@
 # with both values and the ratio stunnerd/coturn. Everything stays on 127.0.0.1.
 #
 #   bench/run.sh            # DURATION=5 ALLOCS=10 HOLD=2000 by default
+#   TINY=1 bench/run.sh     # a few hundred ms per case on debug builds: the test
+#                           # suite's check that the benchmark runs, not a measurement
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -n "${TINY:-}" ]; then
+  DURATION=${DURATION:-0.3}; ALLOCS=${ALLOCS:-4}; HOLD=${HOLD:-50}; PROFILE=debug
+fi
 DURATION=${DURATION:-5}
 ALLOCS=${ALLOCS:-10}
 HOLD=${HOLD:-2000}
+PROFILE=${PROFILE:-release}
 command -v turnserver >/dev/null || { echo "install coturn (scripts/deps)"; exit 1; }
-cargo build --release -q -p stunnerd -p turnload
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p stunnerd -p turnload
+else
+  cargo build -q -p stunnerd -p turnload
+fi
+bin=target/$PROFILE
 tmp=$(mktemp -d)
-trap 'kill -9 ${spid:-} ${cpid:-} 2>/dev/null || true; rm -rf "$tmp"' EXIT
+trap 'kill -9 ${pid:-} 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
 cat > "$tmp/stunnerd.conf" <<CONF
 version: v1
@@ -24,37 +35,70 @@ clusters:
   - {name: loop, endpoints: [127.0.0.1/32]}
 CONF
 
-start_stunnerd() {
-  taskset -c 1 target/release/stunnerd -c "$tmp/stunnerd.conf" -l all:WARN 2>"$tmp/stunnerd.log" &
-  spid=$!; sleep 0.5; port=23478; pid=$spid
+wait_port() { # the server answers on UDP port $1 (a TURN Binding would be nicer; a
+              # short sleep after the process is up is enough on loopback)
+  for _ in $(seq 50); do
+    if ss -lun 2>/dev/null | grep -q ":$1 "; then return 0; fi
+    sleep 0.05
+  done
+}
+start_stunnerd() { # extra stunnerd args / env via STUNNERD_ENV
+  env ${STUNNERD_ENV:-} taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/stunnerd.log" &
+  pid=$!; port=23478; wait_port 23478; sleep 0.2
 }
 start_coturn() {
   taskset -c 1 turnserver -n --no-cli --log-file=stdout --simple-log -L 127.0.0.1 -E 127.0.0.1 \
     -p 23479 --allow-loopback-peers -u user:pass -r stunner.l7mp.io --lt-cred-mech \
     --no-tls --no-dtls --no-tcp --min-port 40000 --max-port 59999 >"$tmp/coturn.log" 2>&1 &
-  cpid=$!; sleep 1; port=23479; pid=$cpid
+  pid=$!; port=23479; wait_port 23479; sleep 0.5
 }
+# stunnerd drains allocations on SIGTERM (up to their lifetime): the benchmark kills.
 stop() { kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; sleep 0.3; }
 
 load() { # label, extra turnload args...
   local label=$1; shift
-  taskset -c 0 target/release/turnload --server "127.0.0.1:$port" --server-pid "$pid" --label "$label" "$@"
+  taskset -c 0 "$bin/turnload" --server "127.0.0.1:$port" --server-pid "$pid" --label "$label" "$@"
 }
 
-run_case() { # case name, turnload args...
-  local name=$1; shift
-  start_stunnerd; load stunnerd "$@" >"$tmp/$name.s"; stop
-  start_coturn;   load coturn   "$@" >"$tmp/$name.c"; stop
-  for key in cpu_us_per_datagram delivered_per_s loss_pct rtt_p99_ms setup_allocs_per_s rss_kib_per_allocation; do
-    s=$(grep -o "$key=[0-9.]*" "$tmp/$name.s" | cut -d= -f2 || true)
-    c=$(grep -o "$key=[0-9.]*" "$tmp/$name.c" | cut -d= -f2 || true)
-    [ -n "$s" ] && [ -n "$c" ] || continue
-    ratio=$(awk -v s="$s" -v c="$c" 'BEGIN { if (c > 0) printf "%.2f", s / c; else print "n/a" }')
-    printf '%-28s %-24s stunnerd=%-12s coturn=%-12s ratio=%s\n' "$name" "$key" "$s" "$c" "$ratio"
+KEYS="cpu_us_per_datagram delivered_per_s loss_pct rtt_p50_ms rtt_p99_ms setup_allocs_per_s rss_kib_per_allocation churn_allocs_per_s cpu_us_per_allocation"
+get() { grep -o "$2=[0-9.]*" "$1" | cut -d= -f2 || true; }
+compare() { # case, file a, label a, file b, label b
+  local name=$1 fa=$2 la=$3 fb=$4 lb=$5
+  for key in $KEYS; do
+    a=$(get "$fa" "$key"); b=$(get "$fb" "$key")
+    [ -n "$a" ] && [ -n "$b" ] || continue
+    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    printf '%-34s %-24s %s=%-12s %s=%-12s ratio=%s\n' "$name" "$key" "$la" "$a" "$lb" "$b" "$ratio"
   done
 }
+run_case() { # case name, turnload args...
+  local name=$1; shift
+  start_stunnerd -u 1; load stunnerd "$@" >"$tmp/$name.s"; stop
+  start_coturn;        load coturn   "$@" >"$tmp/$name.c"; stop
+  compare "$name" "$tmp/$name.s" stunnerd "$tmp/$name.c" coturn
+}
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $PROFILE build"
+# 1. Unbatched ChannelData: one datagram per send, 8 in flight per allocation.
 run_case "channeldata_100B_closed" --allocations "$ALLOCS" --size 100 --duration "$DURATION"
 run_case "channeldata_1200B_closed" --allocations "$ALLOCS" --size 1200 --duration "$DURATION"
+# 2. Media-like bursts: 8 equal 1200 B datagrams per send, the generator using GSO.
+run_case "channeldata_1200B_burst8_gso" --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION"
+# The same burst load on stunnerd without GSO/GRO: what batching through the kernel buys.
+start_stunnerd -u 1; load stunnerd --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/gso.s"; stop
+STUNNERD_ENV="STUNNERD_NO_GSO=1 STUNNERD_NO_GRO=1" start_stunnerd -u 1
+load stunnerd_nogso --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/nogso.s"; stop
+compare "burst8_gso_vs_no_gso" "$tmp/gso.s" stunnerd "$tmp/nogso.s" no_gso
+# 3. Allocation churn (allocate, then Refresh 0) and memory per held allocation.
+run_case "allocation_churn" --churn --allocations 32 --duration "$DURATION"
 run_case "hold_${HOLD}_allocations" --allocations "$HOLD" --size 100 --duration 1
+# 4. Latency at half of coturn's maximum rate (from case 1), both servers paced the same.
+max=$(get "$tmp/channeldata_100B_closed.c" delivered_per_s)
+half=$(awk -v m="${max:-2000}" 'BEGIN { r = int(m / 2); if (r < 100) r = 100; print r }')
+run_case "paced_half_coturn_max_${half}pps" --allocations "$ALLOCS" --size 100 --rate "$half" --duration "$DURATION"
+# 5. A fixed paced load, where every datagram can wake the server.
+run_case "paced_40k_pps" --allocations "$ALLOCS" --size 100 --rate 40000 --duration "$DURATION"
+# 6. Shared-nothing workers: two SO_REUSEPORT sockets, clients spread over both, vs one.
+start_stunnerd -u 1; load stunnerd_u1 --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION" >"$tmp/u1.s"; stop
+start_stunnerd -u 2; load stunnerd_u2 --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION" >"$tmp/u2.s"; stop
+compare "two_workers_vs_one" "$tmp/u2.s" u2 "$tmp/u1.s" u1

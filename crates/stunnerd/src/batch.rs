@@ -217,9 +217,9 @@ impl RecvBatch {
             };
         }
         let n = n as usize;
-        for i in 0..n {
-            self.lens[i] = hdrs[i].msg_len as usize;
-            self.segs[i] = gro_segment(&hdrs[i].msg_hdr);
+        for ((len, seg), h) in self.lens.iter_mut().zip(&mut self.segs).zip(&hdrs).take(n) {
+            *len = h.msg_len as usize;
+            *seg = gro_segment(&h.msg_hdr);
         }
         Ok(n)
     }
@@ -267,22 +267,39 @@ fn runs(entries: &[(usize, usize, SocketAddr)], gso: bool, out: &mut Vec<Run>) {
             r.count += 1;
             continue;
         }
-        out.push(Run { off, len, seg: len.max(1), count: 1, to });
+        out.push(Run {
+            off,
+            len,
+            seg: len.max(1),
+            count: 1,
+            to,
+        });
     }
 }
 
 /// Whether a send error means "this kernel or device cannot segment", not a lost datagram.
 fn gso_unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOPROTOOPT)
+    )
 }
 
 /// Sends `data` to `to` as one datagram, or, with `seg` below its length, as datagrams of
 /// `seg` bytes segmented by the kernel (GSO).
-pub(crate) fn send_segments(fd: RawFd, to: SocketAddr, data: &[u8], seg: usize) -> io::Result<usize> {
+pub(crate) fn send_segments(
+    fd: RawFd,
+    to: SocketAddr,
+    data: &[u8],
+    seg: usize,
+) -> io::Result<usize> {
     // SAFETY: all-zero is valid for these C structs.
     let mut addr: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
     let namelen = from_socket_addr(to, &mut addr);
-    let mut iov = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
     // SAFETY: as above.
     let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
     hdr.msg_name = std::ptr::from_mut(&mut addr).cast();
@@ -296,7 +313,11 @@ pub(crate) fn send_segments(fd: RawFd, to: SocketAddr, data: &[u8], seg: usize) 
     // SAFETY: `hdr` points at `addr`, `iov` (over `data`, only read) and `ctrl`, all alive
     // across the call.
     let n = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// Datagrams queued for one socket, sent with `sendmmsg` and GSO.
@@ -369,8 +390,12 @@ impl SendBatch {
                     // from here on.
                     disable_gso();
                     let first = chunk[0].off;
-                    let rest: Vec<(usize, usize, SocketAddr)> =
-                        self.entries.iter().copied().filter(|(off, _, _)| *off >= first).collect();
+                    let rest: Vec<(usize, usize, SocketAddr)> = self
+                        .entries
+                        .iter()
+                        .copied()
+                        .filter(|(off, _, _)| *off >= first)
+                        .collect();
                     runs_for(&rest, &mut runs);
                     start = 0;
                     continue;
@@ -404,7 +429,10 @@ pub(crate) struct RelayQueue<T> {
 
 impl<T> Default for RelayQueue<T> {
     fn default() -> Self {
-        Self { data: Vec::new(), entries: Vec::new() }
+        Self {
+            data: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -427,8 +455,13 @@ impl<T: Copy + PartialEq> RelayQueue<T> {
             let mut j = i + 1;
             if gso_on() {
                 while let Some(&(r2, o2, l2, t2)) = self.entries.get(j) {
-                    let fits = r2 == relay && t2 == to && o2 == off + total && l2 <= len
-                        && total % len == 0 && count < MAX_SEGMENTS && total + l2 <= MAX_GSO_BYTES;
+                    let fits = r2 == relay
+                        && t2 == to
+                        && o2 == off + total
+                        && l2 <= len
+                        && total % len == 0
+                        && count < MAX_SEGMENTS
+                        && total + l2 <= MAX_GSO_BYTES;
                     if !fits {
                         break;
                     }
@@ -502,21 +535,42 @@ mod tests {
         let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
         let mut e = Vec::new();
         let mut off = 0;
-        for (len, to) in [(100, a), (100, a), (100, a), (60, a), (100, a), (100, b), (200, b), (100, b)] {
+        for (len, to) in [
+            (100, a),
+            (100, a),
+            (100, a),
+            (60, a),
+            (100, a),
+            (100, b),
+            (200, b),
+            (100, b),
+        ] {
             e.push((off, len, to));
             off += len;
         }
         let mut out = Vec::new();
         runs(&e, true, &mut out);
-        let got: Vec<(usize, usize, usize, SocketAddr)> = out.iter().map(|r| (r.len, r.seg, r.count, r.to)).collect();
+        let got: Vec<(usize, usize, usize, SocketAddr)> =
+            out.iter().map(|r| (r.len, r.seg, r.count, r.to)).collect();
         // A shorter datagram ends a run; a longer one or another peer starts a new one.
-        assert_eq!(got, vec![(360, 100, 4, a), (100, 100, 1, a), (100, 100, 1, b), (300, 200, 2, b)]);
+        assert_eq!(
+            got,
+            vec![
+                (360, 100, 4, a),
+                (100, 100, 1, a),
+                (100, 100, 1, b),
+                (300, 200, 2, b)
+            ]
+        );
         runs(&e, false, &mut out);
         assert_eq!(out.len(), e.len());
         // Bounded by the kernel's segment count.
         let many: Vec<_> = (0..100).map(|i| (i * 10, 10, a)).collect();
         runs(&many, true, &mut out);
-        assert_eq!(out.iter().map(|r| r.count).collect::<Vec<_>>(), vec![64, 36]);
+        assert_eq!(
+            out.iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![64, 36]
+        );
     }
 
     #[test]

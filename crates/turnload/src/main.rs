@@ -1,8 +1,12 @@
 //! turnload: drives a TURN server with N allocations, each with a channel to an echo
 //! peer that turnload runs itself, and reports delivered datagrams per second, loss,
 //! round-trip times and the server's CPU time per relayed datagram (from
-//! `/proc/<pid>/stat`). Traffic goes to the addresses given, which the benchmark keeps
-//! on loopback.
+//! `/proc/<pid>/stat`). Datagrams can go in bursts of equal size, sent with UDP GSO
+//! (`--burst`, `--gso`), as media does. `--churn` measures allocate/delete cycles
+//! instead. Traffic goes to the addresses given, which the benchmark keeps on loopback.
+
+mod churn;
+mod segments;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -49,6 +53,16 @@ struct Args {
     /// Label printed with each figure.
     #[arg(long, default_value = "server")]
     label: String,
+    /// Datagrams per burst per allocation (closed loop); at most `window`.
+    #[arg(long, default_value_t = 1)]
+    burst: usize,
+    /// Send each burst with one GSO call (UDP_SEGMENT), client and echo peer.
+    #[arg(long)]
+    gso: bool,
+    /// Churn mode: `allocations` clients allocate and delete in a loop for `duration`;
+    /// reports cycles per second and server CPU per cycle.
+    #[arg(long)]
+    churn: bool,
 }
 
 const PEER: Token = Token(0);
@@ -77,7 +91,7 @@ struct Alloc {
     in_flight: usize,
 }
 
-fn exchange(
+pub(crate) fn exchange(
     sock: &std::net::UdpSocket,
     server: SocketAddr,
     client: &mut Client,
@@ -96,6 +110,20 @@ fn exchange(
         }
     }
     Err("no final answer".into())
+}
+
+/// The echo peer: everything back to its sender, a coalesced burst as one GSO send.
+fn echo(peer: &UdpSocket, buf: &mut [u8], gso: bool, counts: &mut HashMap<SocketAddr, u64>) {
+    while let Ok((n, Some(from), seg)) = segments::recv(peer, buf) {
+        *counts.entry(from).or_insert(0) += n.div_ceil(seg) as u64;
+        if gso || seg >= n {
+            let _ = segments::send(peer, from, &buf[..n], seg);
+        } else {
+            for c in buf[..n].chunks(seg) {
+                let _ = peer.send_to(c, from);
+            }
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -118,11 +146,36 @@ fn main() -> ExitCode {
 }
 
 fn run(a: &Args) -> Result<(), String> {
+    if a.churn {
+        let cpu0 = a.server_pid.and_then(cpu_seconds);
+        let (cycles, secs) = churn::run(
+            a.server,
+            &a.user,
+            &a.pass,
+            a.allocations,
+            Duration::from_secs_f64(a.duration),
+        )?;
+        let cpu1 = a.server_pid.and_then(cpu_seconds);
+        let l = &a.label;
+        println!(
+            "{l} churn_allocs_per_s={:.0} cycles={cycles}",
+            cycles as f64 / secs.max(1e-9)
+        );
+        if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
+            println!(
+                "{l} cpu_us_per_allocation={:.3}",
+                1e6 * (c1 - c0) / cycles.max(1) as f64
+            );
+        }
+        return Ok(());
+    }
     let size = a.size.max(16);
+    let burst = a.burst.clamp(1, a.window.max(1));
     // The echo peer.
     let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let peer_addr = peer_std.local_addr().map_err(|e| e.to_string())?;
     peer_std.set_nonblocking(true).map_err(|e| e.to_string())?;
+    segments::enable_gro(&peer_std);
     let mut peer = UdpSocket::from_std(peer_std);
 
     // Allocations, each with a channel to the peer.
@@ -158,6 +211,7 @@ fn run(a: &Args) -> Result<(), String> {
             other => return Err(format!("channel bind {i} failed: {other:?}")),
         }
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        segments::enable_gro(&s);
         allocs.push(Alloc {
             sock: UdpSocket::from_std(s),
             client: c,
@@ -182,13 +236,29 @@ fn run(a: &Args) -> Result<(), String> {
         let us = t.duration_since(origin).as_micros() as u64;
         p[..8].copy_from_slice(&us.to_be_bytes());
     };
-    let mut frame_buf = vec![0u8; 4 + size + 4];
-    let mut send = |al: &mut Alloc, now: Instant, payload: &mut Vec<u8>| -> bool {
+    // One burst: `burst` equal ChannelData frames back to back, sent as one GSO call or
+    // one datagram at a time.
+    let mut frame_buf: Vec<u8> = Vec::with_capacity(burst * (4 + size + 4));
+    let gso = a.gso;
+    let server = a.server;
+    let mut send = |al: &mut Alloc, now: Instant, payload: &mut Vec<u8>, n: usize| -> usize {
         stamp(payload, now);
         let f = al.client.channel_data(0x4000, payload);
         frame_buf.clear();
-        frame_buf.extend_from_slice(&f);
-        al.sock.send_to(&frame_buf, a.server).is_ok()
+        for _ in 0..n {
+            frame_buf.extend_from_slice(&f);
+        }
+        if gso && n > 1 {
+            match segments::send(&al.sock, server, &frame_buf, f.len()) {
+                Ok(_) => n,
+                Err(_) => 0,
+            }
+        } else {
+            frame_buf
+                .chunks(f.len())
+                .filter(|c| al.sock.send_to(c, server).is_ok())
+                .count()
+        }
     };
 
     let cpu0 = a.server_pid.and_then(cpu_seconds);
@@ -209,11 +279,13 @@ fn run(a: &Args) -> Result<(), String> {
     let mut rr = 0usize;
     if !paced {
         for al in allocs.iter_mut() {
-            for _ in 0..a.window {
-                if send(al, Instant::now(), &mut payload) {
-                    al.in_flight += 1;
-                    sent += 1;
+            while al.in_flight + burst <= a.window.max(1) {
+                let n = send(al, Instant::now(), &mut payload, burst);
+                if n == 0 {
+                    break;
                 }
+                al.in_flight += n;
+                sent += n as u64;
             }
         }
     }
@@ -227,9 +299,7 @@ fn run(a: &Args) -> Result<(), String> {
                 let n = allocs.len();
                 let al = &mut allocs[rr % n];
                 rr += 1;
-                if send(al, now, &mut payload) {
-                    sent += 1;
-                }
+                sent += send(al, now, &mut payload, 1) as u64;
                 next_send += interval;
             }
         }
@@ -245,42 +315,44 @@ fn run(a: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         for ev in events.iter() {
             if ev.token() == PEER {
-                loop {
-                    match peer.recv_from(&mut buf) {
-                        Ok((n, from)) => {
-                            *peer_echoes.entry(from).or_insert(0) += 1;
-                            let _ = peer.send_to(&buf[..n], from);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(_) => break,
-                    }
-                }
+                echo(&peer, &mut buf, gso, &mut peer_echoes);
                 continue;
             }
             let i = ev.token().0 - 1;
             loop {
-                let res = allocs[i].sock.recv_from(&mut buf);
+                let res = segments::recv(&allocs[i].sock, &mut buf);
                 match res {
-                    Ok((n, _)) => {
-                        if let Received::ChannelData { range, .. } =
-                            allocs[i].client.receive(&buf[..n])
-                            && range.len() >= 8
-                        {
-                            let mut t = [0u8; 8];
-                            t.copy_from_slice(&buf[range.start..range.start + 8]);
-                            let sent_us = u64::from_be_bytes(t);
-                            let now_us = origin.elapsed().as_micros() as u64;
-                            rtts.push(now_us.saturating_sub(sent_us));
-                            received += 1;
-                            let al = &mut allocs[i];
-                            al.in_flight = al.in_flight.saturating_sub(1);
-                            if !paced
-                                && Instant::now() < end
-                                && send(al, Instant::now(), &mut payload)
+                    Ok((n, _, seg)) => {
+                        let mut off = 0;
+                        while off < n {
+                            let l = seg.min(n - off);
+                            let frame = &buf[off..off + l];
+                            off += l;
+                            if let Received::ChannelData { range, .. } =
+                                allocs[i].client.receive(frame)
+                                && range.len() >= 8
                             {
-                                al.in_flight += 1;
-                                sent += 1;
+                                let mut t = [0u8; 8];
+                                t.copy_from_slice(&frame[range.start..range.start + 8]);
+                                let sent_us = u64::from_be_bytes(t);
+                                let now_us = origin.elapsed().as_micros() as u64;
+                                rtts.push(now_us.saturating_sub(sent_us));
+                                received += 1;
+                                let al = &mut allocs[i];
+                                al.in_flight = al.in_flight.saturating_sub(1);
                             }
+                        }
+                        let al = &mut allocs[i];
+                        while !paced
+                            && al.in_flight + burst <= a.window.max(1)
+                            && Instant::now() < end
+                        {
+                            let k = send(al, Instant::now(), &mut payload, burst);
+                            if k == 0 {
+                                break;
+                            }
+                            al.in_flight += k;
+                            sent += k as u64;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -296,18 +368,21 @@ fn run(a: &Args) -> Result<(), String> {
         let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
         for ev in events.iter() {
             if ev.token() == PEER {
-                while let Ok((n, from)) = peer.recv_from(&mut buf) {
-                    let _ = peer.send_to(&buf[..n], from);
-                }
+                echo(&peer, &mut buf, gso, &mut peer_echoes);
                 continue;
             }
             let i = ev.token().0 - 1;
-            while let Ok((n, _)) = allocs[i].sock.recv_from(&mut buf) {
-                if matches!(
-                    allocs[i].client.receive(&buf[..n]),
-                    Received::ChannelData { .. }
-                ) {
-                    received += 1;
+            while let Ok((n, _, seg)) = segments::recv(&allocs[i].sock, &mut buf) {
+                let mut off = 0;
+                while off < n {
+                    let l = seg.min(n - off);
+                    if matches!(
+                        allocs[i].client.receive(&buf[off..off + l]),
+                        Received::ChannelData { .. }
+                    ) {
+                        received += 1;
+                    }
+                    off += l;
                 }
             }
         }
