@@ -92,13 +92,15 @@ fn run(
     let mut tx = SendBatch::default();
     let mut poll = poll;
     let mut events = worker::events();
+    let mut tokens: Vec<Token> = Vec::with_capacity(64);
     loop {
         if !core.wait(&mut poll, &mut events) {
             return;
         }
-        let mut tokens: Vec<Token> = events.iter().map(|e| e.token()).collect();
+        tokens.clear();
+        tokens.extend(events.iter().map(|e| e.token()));
         tokens.extend(core.backlog.drain(..));
-        for token in tokens {
+        for &token in &tokens {
             let mut clients = UdpClients {
                 socket: &socket,
                 shared: &shared,

@@ -317,9 +317,10 @@ impl Core {
 
     /// Runs the core's timers.
     pub(crate) fn tick(&mut self, poll: &Poll, clients: &mut dyn Clients, now: Instant) {
-        self.relays.reservations().expire(now);
         self.server.handle_timeout(now);
+        // Once a second, not per wakeup: both take locks shared with other workers.
         if now >= self.next_stats {
+            self.relays.reservations().expire(now);
             if let Ok(mut st) = self.shared.stats.lock() {
                 st.clone_from(self.server.stats());
             }

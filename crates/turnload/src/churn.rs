@@ -1,7 +1,8 @@
 //! Churn mode: clients that allocate and at once delete (Refresh with lifetime 0) in a
 //! loop, to measure how fast a server sets up and tears down allocations. Every cycle is
-//! a new client (new socket, so a new 5-tuple, and the 401 nonce exchange), as in real
-//! churn; servers may hold a deleted 5-tuple for a while (coturn answers 437).
+//! a new client (new socket, and the 401 nonce exchange), as in real churn. Each cycle
+//! also gets its own source address in 127.0.0.0/8: servers may hold a deleted 5-tuple
+//! for a while (coturn answers 437), and ephemeral ports alone repeat too soon.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -39,7 +40,10 @@ pub(crate) fn run(
         threads.push(std::thread::spawn(move || -> Result<(), String> {
             let mut seed = 1000 + i as u64 * 1_000_000;
             while !stop.load(Ordering::Relaxed) {
-                let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                let n = seed - 1000 - i as u64 * 1_000_000;
+                let src =
+                    std::net::Ipv4Addr::new(127, 1 + (i % 200) as u8, (n >> 8) as u8, n as u8);
+                let s = UdpSocket::bind((src, 0)).map_err(|e| e.to_string())?;
                 s.set_read_timeout(Some(Duration::from_secs(2)))
                     .map_err(|e| e.to_string())?;
                 seed += 1;
