@@ -1,8 +1,9 @@
 //! turncat: tunnels UDP through a TURN server, as upstream's tool does.
 //!
-//! `turncat [--insecure] [--sni NAME] <client> <server> <peer>`
-//! - client: `udp://<ip>:<port>` (listen; one allocation per client address) or `-`
-//!   (stdin/stdout);
+//! `turncat [--insecure | --ca FILE] [--sni NAME] <client> <server> <peer>`
+//! - client: `udp://<ip>:<port>` (listen; one allocation per client address),
+//!   `tcp://<ip>:<port>` (listen; one allocation per connection, each read sent as a
+//!   datagram, each datagram back written to the stream) or `-` (stdin/stdout);
 //! - server: `turn://user:pass@host:port?transport=udp|tcp|tls|dtls`, or
 //!   `k8s://<namespace>/<gateway>:<listener>`: address and credentials from the config
 //!   discovery service at `--cds-server-address` (static credentials as configured,
@@ -23,6 +24,7 @@ use clap::Parser;
 use stunner_config::TurnUri;
 
 use crate::session::Session;
+use crate::transport::TlsOpts;
 
 /// Errors, reported in one line.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +46,16 @@ pub(crate) enum Error {
 #[command(name = "turncat", version, about)]
 struct Args {
     /// Do not verify the TLS certificate of the server.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// Verify the server's TLS/DTLS certificate against the CA certificates in this PEM
+    /// file (and its name against `--sni` or the server host).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// Server name for TLS (default: the host of the server URI).
     #[arg(long)]
     sni: Option<String>,
-    /// `udp://<ip>:<port>` to listen on, or `-` for stdin/stdout.
+    /// `udp://<ip>:<port>` or `tcp://<ip>:<port>` to listen on, or `-` for stdin/stdout.
     client: String,
     /// `turn://user:pass@host:port?transport=udp|tcp|tls|dtls` or
     /// `k8s://<namespace>/<gateway>:<listener>`.
@@ -92,10 +98,33 @@ fn run(a: &Args) -> Result<(), Error> {
         return Err(Error::Usage("the server URI needs user:pass@".into()));
     }
     let peer = udp_addr(&a.peer, "peer")?;
+    let opts = TlsOpts {
+        insecure: a.insecure,
+        sni: a.sni.clone(),
+        ca: a.ca.clone(),
+    };
     if a.client == "-" {
-        return stdio(&uri, peer, a);
+        return stdio(&uri, peer, &opts);
     }
-    let listen = udp_addr(&a.client, "client")?;
+    if let Some(listen) = a.client.strip_prefix("tcp://") {
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            Error::Usage(format!(
+                "client must be tcp://<ip>:<port>, got {:?}",
+                a.client
+            ))
+        })?;
+        return tcp_clients(listen, &uri, peer, &opts);
+    }
+    let listen = a
+        .client
+        .strip_prefix("udp://")
+        .and_then(|l| l.parse::<SocketAddr>().ok())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "client must be udp://<ip>:<port>, tcp://<ip>:<port> or -, got {:?}",
+                a.client
+            ))
+        })?;
     let sock = UdpSocket::bind(listen).map_err(|e| Error::Io(format!("{listen}: {e}")))?;
     eprintln!("turncat: listening on {listen}, relaying to {peer} through {uri}");
     let mut sessions: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
@@ -113,9 +142,9 @@ fn run(a: &Args) -> Result<(), Error> {
         let _ = tx.send(buf[..n].to_vec());
         sessions.insert(from, tx);
         let reply = sock.try_clone().map_err(|e| Error::Io(e.to_string()))?;
-        let (uri, insecure, sni) = (uri.clone(), a.insecure, a.sni.clone());
+        let (uri, opts) = (uri.clone(), opts.clone());
         std::thread::spawn(move || {
-            let mut s = match Session::open(&uri, peer, insecure, sni.as_deref()) {
+            let mut s = match Session::open(&uri, peer, &opts) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("turncat: client {from}: {e}");
@@ -158,8 +187,54 @@ fn pump(s: &mut Session, rx: &mpsc::Receiver<Vec<u8>>, mut deliver: impl FnMut(&
     }
 }
 
-fn stdio(uri: &TurnUri, peer: SocketAddr, a: &Args) -> Result<(), Error> {
-    let mut s = Session::open(uri, peer, a.insecure, a.sni.as_deref())?;
+/// `tcp://` clients: one allocation per connection; each read from the stream goes to
+/// the peer as one datagram, each datagram back is written to the stream.
+fn tcp_clients(
+    listen: SocketAddr,
+    uri: &TurnUri,
+    peer: SocketAddr,
+    opts: &TlsOpts,
+) -> Result<(), Error> {
+    let l = std::net::TcpListener::bind(listen).map_err(|e| Error::Io(format!("{listen}: {e}")))?;
+    eprintln!("turncat: listening on tcp://{listen}, relaying to {peer} through {uri}");
+    for conn in l.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let from = conn
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let (uri, opts) = (uri.clone(), opts.clone());
+        std::thread::spawn(move || {
+            let mut s = match Session::open(&uri, peer, &opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("turncat: client {from}: {e}");
+                    return;
+                }
+            };
+            eprintln!("turncat: client {from} relayed at {}", s.relayed);
+            let (tx, rx) = mpsc::channel::<Vec<u8>>();
+            let Ok(mut reader) = conn.try_clone() else {
+                return;
+            };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1200];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+            pump(&mut s, &rx, |d| {
+                let _ = conn.write_all(d);
+            });
+            s.close();
+        });
+    }
+    Ok(())
+}
+
+fn stdio(uri: &TurnUri, peer: SocketAddr, opts: &TlsOpts) -> Result<(), Error> {
+    let mut s = Session::open(uri, peer, opts)?;
     eprintln!("turncat: relayed at {}", s.relayed);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {

@@ -8,6 +8,7 @@ use stunner_config::TurnUri;
 use stunner_turn::{Client, Received, Request};
 
 use crate::Error;
+use crate::transport::TlsOpts;
 use crate::transport::Transport;
 
 const CHANNEL: u16 = 0x4000;
@@ -25,13 +26,8 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn open(
-        uri: &TurnUri,
-        peer: SocketAddr,
-        insecure: bool,
-        sni: Option<&str>,
-    ) -> Result<Self, Error> {
-        let transport = Transport::connect(uri, insecure, sni)?;
+    pub(crate) fn open(uri: &TurnUri, peer: SocketAddr, opts: &TlsOpts) -> Result<Self, Error> {
+        let transport = Transport::connect(uri, opts)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);

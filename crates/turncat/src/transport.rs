@@ -93,6 +93,65 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
+/// How the server's TLS/DTLS certificate is checked.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsOpts {
+    /// Accept any certificate.
+    pub(crate) insecure: bool,
+    /// Server name to send and verify (default: the URI's host).
+    pub(crate) sni: Option<String>,
+    /// PEM file of the CA certificates to trust.
+    pub(crate) ca: Option<std::path::PathBuf>,
+}
+
+impl TlsOpts {
+    fn check(&self) -> Result<(), Error> {
+        if !self.insecure && self.ca.is_none() {
+            return Err(Error::Tls(
+                "no CA to verify the server certificate: pass --ca <pem-file>, or --insecure (no check)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A rustls verifier: any certificate, or the CAs of `--ca`.
+    fn rustls_config(
+        &self,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<rustls::ClientConfig, Error> {
+        use rustls::pki_types::pem::PemObject;
+        let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        if self.insecure {
+            return Ok(b
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                .with_no_client_auth());
+        }
+        let path = self
+            .ca
+            .as_deref()
+            .ok_or_else(|| Error::Tls("no CA".into()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        for c in certs {
+            let c = c.map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+            roots
+                .add(c)
+                .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(Error::Tls(format!(
+                "{}: no certificate found",
+                path.display()
+            )));
+        }
+        Ok(b.with_root_certificates(roots).with_no_client_auth())
+    }
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
     (host, port)
         .to_socket_addrs()
@@ -103,7 +162,8 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
 
 impl Transport {
     /// Connects to the server of `uri`.
-    pub(crate) fn connect(uri: &TurnUri, insecure: bool, sni: Option<&str>) -> Result<Self, Error> {
+    pub(crate) fn connect(uri: &TurnUri, opts: &TlsOpts) -> Result<Self, Error> {
+        let sni = opts.sni.as_deref();
         let addr = resolve(&uri.host, uri.port)?;
         let io = |e: std::io::Error| Error::Io(format!("{addr}: {e}"));
         match uri.protocol {
@@ -127,18 +187,9 @@ impl Transport {
                 Ok(Self::Tcp(s, Vec::new()))
             }
             ListenerProtocol::TurnTls => {
+                opts.check()?;
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
-                if !insecure {
-                    return Err(Error::Tls(
-                        "no CA to verify the server certificate: pass --insecure (no check)".into(),
-                    ));
-                }
-                let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-                    .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-                    .map_err(|e| Error::Tls(e.to_string()))?
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                    .with_no_client_auth();
+                let cfg = opts.rustls_config(provider)?;
                 let name = sni.unwrap_or(&uri.host).to_string();
                 let server_name = rustls::pki_types::ServerName::try_from(name.clone())
                     .map_err(|_| Error::Tls(format!("invalid server name {name:?}")))?;
@@ -153,11 +204,7 @@ impl Transport {
                 ))
             }
             ListenerProtocol::TurnDtls => {
-                if !insecure {
-                    return Err(Error::Tls(
-                        "no CA to verify the server certificate: pass --insecure (no check)".into(),
-                    ));
-                }
+                opts.check()?;
                 let local: SocketAddr = if addr.is_ipv4() {
                     ([0, 0, 0, 0], 0).into()
                 } else {
@@ -171,9 +218,17 @@ impl Transport {
                 let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
                 let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::dtls())
                     .map_err(|e| tls(&e))?;
-                b.set_verify(openssl::ssl::SslVerifyMode::NONE);
+                match (&opts.ca, opts.insecure) {
+                    (Some(ca), false) => {
+                        b.set_ca_file(ca)
+                            .map_err(|e| Error::Tls(format!("{}: {e}", ca.display())))?;
+                        b.set_verify(openssl::ssl::SslVerifyMode::PEER);
+                    }
+                    _ => b.set_verify(openssl::ssl::SslVerifyMode::NONE),
+                }
                 let mut cfg = b.build().configure().map_err(|e| tls(&e))?;
-                cfg.set_verify_hostname(false);
+                // With a CA the name is checked too (an IP address against the IP SANs).
+                cfg.set_verify_hostname(!opts.insecure);
                 let name = sni.unwrap_or(&uri.host).to_string();
                 let stream = cfg
                     .connect(&name, Dgram(s.try_clone().map_err(io)?))

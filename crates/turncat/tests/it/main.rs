@@ -34,8 +34,13 @@ fn echo_peer() -> u16 {
 /// Runs stunnerd in this process with a UDP+TCP listener on `port` and a TLS one on
 /// `tls_port`, routed to 127.0.0.1.
 fn stunnerd(port: u16, tls_port: u16) {
-    // DTLS shares the TLS port number (UDP and TCP do not collide).
     let (cert, key) = stunnerd::tls::self_signed("127.0.0.1").unwrap();
+    stunnerd_with(port, tls_port, &cert, &key);
+}
+
+/// As [`stunnerd`], with this certificate and key (base64 PEM).
+fn stunnerd_with(port: u16, tls_port: u16, cert: &str, key: &str) {
+    // DTLS shares the TLS port number (UDP and TCP do not collide).
     let health = free_port();
     let conf = format!(
         "version: v1
@@ -133,6 +138,104 @@ fn tunnels_over_udp_tcp_tls_and_dtls() {
         c.send_to(msg.as_bytes(), ("127.0.0.1", listen)).unwrap();
         let mut b = [0u8; 100];
         let (n, _) = c.recv_from(&mut b).unwrap();
+        assert_eq!(&b[..n], msg.as_bytes());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A CA and a certificate it signed for 127.0.0.1: (CA PEM, leaf base64 PEM, key base64 PEM).
+fn ca_and_leaf() -> (String, String, String) {
+    use base64::Engine as _;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "turncat test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    (
+        ca_cert.pem(),
+        b64.encode(leaf.pem()),
+        b64.encode(leaf_key.serialize_pem()),
+    )
+}
+
+fn failing(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn verifies_the_server_certificate_with_a_ca() {
+    let (port, tls_port) = (free_port(), free_port());
+    let (ca, cert, key) = ca_and_leaf();
+    stunnerd_with(port, tls_port, &cert, &key);
+    let dir = std::env::temp_dir().join(format!("turncat-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let ca_arg = ca_path.to_str().unwrap();
+    through_stdio("tls", tls_port, &["--ca", ca_arg]);
+    through_stdio("dtls", tls_port, &["--ca", ca_arg]);
+    // Another CA's certificate, or no way to check at all, is refused.
+    let (other_ca, _, _) = ca_and_leaf();
+    let other = dir.join("other.pem");
+    std::fs::write(&other, &other_ca).unwrap();
+    let peer = format!("udp://127.0.0.1:{}", echo_peer());
+    for transport in ["tls", "dtls"] {
+        let server = format!("turn://user:pass@127.0.0.1:{tls_port}?transport={transport}");
+        let err = failing(&["--ca", other.to_str().unwrap(), "-", &server, &peer]);
+        assert!(err.contains("certificate"), "{transport}: {err}");
+        let err = failing(&["-", &server, &peer]);
+        assert!(err.contains("--ca"), "{transport}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tcp_client_side_gets_one_allocation_per_connection() {
+    use std::io::Read;
+    let (port, tls_port) = (free_port(), free_port());
+    stunnerd(port, tls_port);
+    let peer = echo_peer();
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .arg(format!("tcp://127.0.0.1:{listen}"))
+        .arg(format!("turn://user:pass@127.0.0.1:{port}?transport=udp"))
+        .arg(format!("udp://127.0.0.1:{peer}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..50 {
+        match std::net::TcpStream::connect(("127.0.0.1", listen)) {
+            Ok(c) => {
+                conns.push(c);
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    conns.push(std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap());
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let msg = format!("over tcp {i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        let mut b = [0u8; 100];
+        let n = c.read(&mut b).unwrap();
         assert_eq!(&b[..n], msg.as_bytes());
     }
     let _ = child.kill();
