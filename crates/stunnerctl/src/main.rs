@@ -1,8 +1,8 @@
 //! stunnerctl: shows STUNner configs from the config discovery service, the status of a
-//! dataplane, and ICE credentials from the auth service. Upstream finds these servers
-//! through the Kubernetes API and port-forwards; this build takes their addresses
-//! (`--cds-server-address`, `--pod-address`, `--auth-server-address`), e.g. after a
-//! `kubectl port-forward`. Secrets are masked unless `--show-secrets`.
+//! dataplane, and ICE credentials from the auth service. Like upstream's, it finds these
+//! servers through the Kubernetes API (kubeconfig or in-cluster) and port-forwards to
+//! them; explicit addresses (`--cds-server-address`, `--pod-address`,
+//! `--auth-server-address`) skip the API. Secrets are masked unless `--show-secrets`.
 
 mod output;
 
@@ -32,14 +32,17 @@ struct Args {
     /// Print credentials, certificates and keys.
     #[arg(long = "show-secrets", global = true)]
     show_secrets: bool,
-    /// The config discovery service.
+    /// The config discovery service `host:port`; when unset, found through the
+    /// Kubernetes API and port-forwarded.
+    #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR", global = true)]
+    cds: Option<String>,
+    /// Namespace to look for the CDS in (default: all).
     #[arg(
-        long = "cds-server-address",
-        env = "CDS_SERVER_ADDR",
-        default_value = "127.0.0.1:13478",
+        long = "cds-server-namespace",
+        env = "CDS_SERVER_NAMESPACE",
         global = true
     )]
-    cds: String,
+    cds_namespace: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,17 +59,19 @@ enum Cmd {
     },
     /// Show the status of a stunnerd (its /status endpoint).
     Status {
-        /// The pod's health-check address `host:port` (upstream: port 8086 of the pod).
-        #[arg(long = "pod-address", default_value = "127.0.0.1:8086")]
-        pod_address: String,
+        /// Gateway name: one of its stunnerd pods is found through the Kubernetes API.
+        gateway: Option<String>,
+        /// The pod's health-check address `host:port` instead (port 8086 of the pod).
+        #[arg(long = "pod-address")]
+        pod_address: Option<String>,
     },
     /// Ask the auth service for an ICE config (or TURN credentials).
     Auth {
         /// Gateway name.
         gateway: Option<String>,
-        /// The auth service `host:port`.
-        #[arg(long = "auth-server-address", default_value = "127.0.0.1:8088")]
-        auth_server_address: String,
+        /// The auth service `host:port`; when unset, found through the Kubernetes API.
+        #[arg(long = "auth-server-address")]
+        auth_server_address: Option<String>,
         /// User id for ephemeral credentials.
         #[arg(short = 'u', long)]
         username: Option<String>,
@@ -87,6 +92,21 @@ enum Error {
     Http { addr: String, reason: String },
     #[error("{0}")]
     Cds(#[from] stunner_cds::Error),
+    #[error("{0}")]
+    K8s(#[from] stunner_k8s::Error),
+}
+
+/// `explicit`, or a port-forward to `target` found through the Kubernetes API.
+async fn address(
+    explicit: Option<String>,
+    target: stunner_k8s::Target,
+    ns: Option<&str>,
+) -> Result<String, Error> {
+    if let Some(a) = explicit {
+        return Ok(a);
+    }
+    let client = stunner_k8s::client().await?;
+    Ok(stunner_k8s::forward(client, &target, ns).await?.to_string())
 }
 
 /// A plain HTTP/1.1 GET: status and body.
@@ -164,12 +184,18 @@ async fn run(a: Args) -> Result<(), Error> {
     let show = a.show_secrets;
     match a.cmd {
         Cmd::Config { gateway, watch } => {
+            let cds = address(
+                a.cds.clone(),
+                stunner_k8s::Target::Cds,
+                a.cds_namespace.as_deref(),
+            )
+            .await?;
             let id = gateway.as_ref().map(|g| format!("{}/{g}", a.namespace));
             let ns = (!a.all_namespaces).then(|| a.namespace.clone());
             if watch {
                 let (tx, mut rx) = tokio::sync::mpsc::channel(16);
                 tokio::spawn(stunner_cds::client::watch(
-                    a.cds.clone(),
+                    cds.clone(),
                     id.clone(),
                     None,
                     tx,
@@ -185,13 +211,13 @@ async fn run(a: Args) -> Result<(), Error> {
                 return Ok(());
             }
             let configs: Vec<StunnerConfig> = match &id {
-                Some(id) => vec![stunner_cds::client::load(&a.cds, id, None).await?],
+                Some(id) => vec![stunner_cds::client::load(&cds, id, None).await?],
                 None => {
                     let path = match &ns {
                         Some(n) => format!("{}/{n}", stunner_cds::CONFIGS_PATH),
                         None => stunner_cds::CONFIGS_PATH.to_string(),
                     };
-                    let v = get_json(&a.cds, &path).await?;
+                    let v = get_json(&cds, &path).await?;
                     v["items"]
                         .as_array()
                         .cloned()
@@ -206,7 +232,25 @@ async fn run(a: Args) -> Result<(), Error> {
             }
             Ok(())
         }
-        Cmd::Status { pod_address } => {
+        Cmd::Status {
+            gateway,
+            pod_address,
+        } => {
+            let pod_address = match (pod_address, gateway) {
+                (Some(a), _) => a,
+                (None, Some(g)) => {
+                    let t = stunner_k8s::Target::Dataplane {
+                        namespace: a.namespace.clone(),
+                        gateway: g,
+                    };
+                    address(None, t, None).await?
+                }
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "status needs a gateway name or --pod-address".into(),
+                    ));
+                }
+            };
             let mut v = get_json(&pod_address, "/status").await?;
             mask(&mut v);
             if f == Format::Summary {
@@ -258,7 +302,13 @@ async fn run(a: Args) -> Result<(), Error> {
             } else {
                 format!("/ice?{q}")
             };
-            let mut v = get_json(&auth_server_address, &path).await?;
+            let auth = address(
+                auth_server_address,
+                stunner_k8s::Target::Auth,
+                a.cds_namespace.as_deref(),
+            )
+            .await?;
+            let mut v = get_json(&auth, &path).await?;
             if !show {
                 mask(&mut v);
             }
@@ -271,7 +321,13 @@ async fn run(a: Args) -> Result<(), Error> {
             Ok(())
         }
         Cmd::License => {
-            let v = get_json(&a.cds, "/api/v1/license").await?;
+            let cds = address(
+                a.cds.clone(),
+                stunner_k8s::Target::Cds,
+                a.cds_namespace.as_deref(),
+            )
+            .await?;
+            let v = get_json(&cds, "/api/v1/license").await?;
             if f == Format::Summary {
                 println!(
                     "License status:\n  Subscription type: {}\n  Enabled features: {}\n  Last updated: {}",

@@ -44,7 +44,7 @@ fn initial(args: &Args) -> Result<(Option<StunnerConfig>, Option<Origin>), Error
     );
     match &origin {
         // Loaded (one-shot) or watched once the runtime runs.
-        Origin::Cds(_) => Ok((None, Some(origin))),
+        Origin::Cds(_) | Origin::K8s => Ok((None, Some(origin))),
         Origin::File(p) if !args.watch || args.dry_run => {
             Ok((Some(source::load_file(p)?), Some(origin.clone())))
         }
@@ -71,13 +71,33 @@ pub async fn run(args: Args) -> ExitCode {
         .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
     let log = logging::init(&spec, args.log_format == "json");
     crate::dtls::allow_legacy(args.dtls_legacy);
-    let (mut first, origin) = match initial(&args) {
+    let (mut first, mut origin) = match initial(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("stunnerd: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if origin == Some(Origin::K8s) {
+        // As upstream's `-c k8s`: find the CDS through the Kubernetes API; every
+        // connection to the local address goes over a port-forward to its pod.
+        let ns = std::env::var("CDS_SERVER_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty());
+        let found = match stunner_k8s::client().await {
+            Ok(client) => {
+                stunner_k8s::forward(client, &stunner_k8s::Target::Cds, ns.as_deref()).await
+            }
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(local) => origin = Some(Origin::Cds(format!("http://{local}"))),
+            Err(e) => {
+                eprintln!("stunnerd: -c k8s: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let id = args.instance_id();
     if let Some(Origin::Cds(url)) = &origin
         && (!args.watch || args.dry_run)
@@ -144,7 +164,8 @@ pub async fn run(args: Args) -> ExitCode {
                 ));
                 watching = true;
             }
-            None => {}
+            // Resolved to a CDS address above.
+            Some(Origin::K8s) | None => {}
         }
     }
     drop(tx);

@@ -15,12 +15,17 @@ pub enum Origin {
     File(PathBuf),
     /// A config discovery server (the operator), as a base URL.
     Cds(String),
+    /// `k8s`: the CDS found through the Kubernetes API and port-forwarded.
+    K8s,
 }
 
 impl Origin {
     /// Reads `-c`: `file://path` or a bare path is a file; `http(s)://`, `ws(s)://`
     /// and `host:port` are CDS servers.
     pub fn parse(s: &str) -> Self {
+        if s == "k8s" {
+            return Self::K8s;
+        }
         if let Some(p) = s.strip_prefix("file://") {
             return Self::File(PathBuf::from(p));
         }

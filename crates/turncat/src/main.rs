@@ -60,14 +60,13 @@ struct Args {
     /// `turn://user:pass@host:port?transport=udp|tcp|tls|dtls` or
     /// `k8s://<namespace>/<gateway>:<listener>`.
     server: String,
-    /// The CDS server for `k8s://` (the Kubernetes API discovery of upstream is not
-    /// done: give the address, e.g. after a port-forward).
-    #[arg(
-        long = "cds-server-address",
-        env = "CDS_SERVER_ADDR",
-        default_value = "127.0.0.1:13478"
-    )]
-    cds_server_address: String,
+    /// The CDS server for `k8s://`; when unset, found through the Kubernetes API (pods
+    /// labelled `stunner.l7mp.io/config-discovery-service=enabled`) and port-forwarded.
+    #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR")]
+    cds_server_address: Option<String>,
+    /// Namespace to look for the CDS in (default: all).
+    #[arg(long = "cds-server-namespace", env = "CDS_SERVER_NAMESPACE")]
+    cds_server_namespace: Option<String>,
     /// `udp://<ip>:<port>`.
     peer: String,
 }
@@ -91,7 +90,11 @@ fn main() -> ExitCode {
 
 fn run(a: &Args) -> Result<(), Error> {
     let uri = match a.server.strip_prefix("k8s://") {
-        Some(target) => from_cds(&a.cds_server_address, target)?,
+        Some(target) => from_cds(
+            a.cds_server_address.as_deref(),
+            a.cds_server_namespace.as_deref(),
+            target,
+        )?,
         None => TurnUri::parse(&a.server).map_err(|e| Error::Usage(e.to_string()))?,
     };
     if uri.username.is_none() || uri.password.is_none() {
@@ -264,7 +267,11 @@ fn stdio(uri: &TurnUri, peer: SocketAddr, opts: &TlsOpts) -> Result<(), Error> {
 }
 
 /// The TURN URI of `<namespace>/<gateway>:<listener>` from the CDS, with credentials.
-fn from_cds(cds: &str, target: &str) -> Result<TurnUri, Error> {
+fn from_cds(
+    cds: Option<&str>,
+    cds_namespace: Option<&str>,
+    target: &str,
+) -> Result<TurnUri, Error> {
     let usage = || {
         Error::Usage(format!(
             "k8s:// needs <namespace>/<gateway>:<listener>, got {target:?}"
@@ -278,9 +285,23 @@ fn from_cds(cds: &str, target: &str) -> Result<TurnUri, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Io(e.to_string()))?;
-    let c = rt
-        .block_on(stunner_cds::client::load(cds, id, None))
-        .map_err(|e| Error::Turn(e.to_string()))?;
+    let c = rt.block_on(async {
+        let cds = match cds {
+            Some(a) => a.to_string(),
+            None => {
+                let client = stunner_k8s::client()
+                    .await
+                    .map_err(|e| Error::Turn(format!("{e}; or pass --cds-server-address")))?;
+                stunner_k8s::forward(client, &stunner_k8s::Target::Cds, cds_namespace)
+                    .await
+                    .map_err(|e| Error::Turn(e.to_string()))?
+                    .to_string()
+            }
+        };
+        stunner_cds::client::load(&cds, id, None)
+            .await
+            .map_err(|e| Error::Turn(e.to_string()))
+    })?;
     let full = format!("{id}/{listener}");
     let l = c
         .listeners

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stunner_turn::Received;
 
-use crate::fake_api::FakeApi;
 use crate::support::{TurnClient, echo_peer, free_port, stunnerd, tempdir};
+use fake_kube_api::FakeApi;
 
 struct Operator(Child);
 

@@ -227,3 +227,95 @@ clusters:
     let (ok, _, err) = ctl(&["-o", "xml", "license"]);
     assert!(!ok && err.contains("unknown output format"), "{err}");
 }
+
+/// Without addresses, the servers are found through the Kubernetes API and reached over
+/// port-forwards (here the in-repo fake API server forwards to loopback servers).
+#[test]
+fn discovers_servers_through_the_kubernetes_api() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = StunnerConfig::from_str_with_env(
+        "version: v1\nadmin: {name: stunner/udp-gateway}\nauth: {type: static, credentials: {username: u, password: p}}\n\
+         listeners: [{name: stunner/udp-gateway/udp-listener, protocol: TURN-UDP, address: 127.0.0.1, public_address: 1.2.3.4, port: 3478}]",
+        &|_: &str| None,
+    )
+    .unwrap();
+    let store = stunner_cds::server::ConfigStore::new();
+    store.upsert(cfg.clone());
+    let auth_state = stunner_auth_service::AppState::new(None, None);
+    auth_state.apply(cfg);
+    let (cds, auth) = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cds = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, stunner_cds::server::router(store)).await });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let auth = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, stunner_auth_service::router(auth_state)).await });
+        (cds, auth)
+    });
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = l.local_addr().unwrap().port();
+    let api = fake_kube_api::FakeApi::start(l);
+    let pod = |name: &str, labels: serde_json::Value, to: std::net::SocketAddr| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "stunner-system", "labels": labels,
+                "annotations": {fake_kube_api::FORWARD_ANNOTATION: to.to_string()}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    api.put(
+        "/api/v1/namespaces/stunner-system/pods",
+        pod(
+            "operator",
+            serde_json::json!({"stunner.l7mp.io/config-discovery-service": "enabled"}),
+            cds,
+        ),
+    );
+    api.put(
+        "/api/v1/namespaces/stunner-system/pods",
+        pod("auth", serde_json::json!({"app": "stunner-auth"}), auth),
+    );
+    let dir = std::env::temp_dir().join(format!("stunnerctl-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stunnerctl"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("CDS_SERVER_ADDR")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&["-n", "stunner", "config", "udp-gateway", "-o", "json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"stunner/udp-gateway\""), "{out}");
+    assert!(!out.contains("\"p\""), "secret printed: {out}");
+    let (ok, out, err) = run(&["-n", "stunner", "auth", "udp-gateway"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("iceServers"), "{out}");
+    // No stunnerd pod for this Gateway: a clear one-line error.
+    let (ok, _, err) = run(&["-n", "stunner", "status", "udp-gateway"]);
+    assert!(!ok);
+    assert!(
+        err.contains("no running pod with labels app=stunner"),
+        "{err}"
+    );
+    drop(rt);
+}

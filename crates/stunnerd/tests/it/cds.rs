@@ -143,3 +143,58 @@ fn one_shot_load_from_cds() {
     assert!(err.contains("Config not found for ID ns/nope"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `-c k8s`: the CDS is found through the Kubernetes API (the in-repo fake API server)
+/// and reached over a port-forward.
+#[test]
+fn finds_the_cds_through_the_kubernetes_api() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = ConfigStore::new();
+    let (port, health) = (free_port(), free_port());
+    store.upsert(gw_config(port, health, "k8s"));
+    let (cds, _task) = serve(&rt, store, "127.0.0.1:0");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = l.local_addr().unwrap().port();
+    let api = fake_kube_api::FakeApi::start(l);
+    api.put(
+        "/api/v1/namespaces/stunner-system/pods",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "operator", "namespace": "stunner-system",
+                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
+                "annotations": {fake_kube_api::FORWARD_ANNOTATION: format!("127.0.0.1:{cds}")}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running"}}),
+    );
+    let dir = tempdir("k8s-origin");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stunnerd"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["-c", "k8s", "-i", "ns/gw", "-l", "all:WARN"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("ready on the config from the discovered CDS", &log, || {
+        http_get(health, "/ready").map(|r| r.0) == Some(200)
+    });
+    let mut c = TurnClient::new(port, "user", "k8s");
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    let _ = child.kill();
+    let _ = child.wait();
+}

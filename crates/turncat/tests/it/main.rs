@@ -319,4 +319,52 @@ fn k8s_target_from_the_cds() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no listener \"nope\""));
+
+    // Without an address the CDS is found through the Kubernetes API and port-forwarded
+    // (the in-repo fake API server forwards to the CDS above).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = l.local_addr().unwrap().port();
+    let api = fake_kube_api::FakeApi::start(l);
+    api.put(
+        "/api/v1/namespaces/stunner-system/pods",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "operator", "namespace": "stunner-system",
+                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
+                "annotations": {fake_kube_api::FORWARD_ANNOTATION: format!("127.0.0.1:{cds}")}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running"}}),
+    );
+    let kubeconfig =
+        std::env::temp_dir().join(format!("turncat-kubeconfig-{}", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("CDS_SERVER_ADDR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["-", "k8s://ns/gw:udp"])
+        .arg(format!("udp://127.0.0.1:{peer}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"found through the API\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "found through the API\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&kubeconfig);
 }

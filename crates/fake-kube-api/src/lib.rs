@@ -1,8 +1,11 @@
 //! A small fake Kubernetes API server for end-to-end tests: list (with label
 //! selectors), watch (newline-delimited JSON events from a resourceVersion), get,
 //! create, replace (compare-and-swap on resourceVersion), server-side apply (merge into
-//! the stored object; `/status` merges only the status), delete. Objects are untyped
-//! JSON keyed by API group, plural, namespace and name.
+//! the stored object; `/status` merges only the status), delete, and pod port-forward
+//! (the `v4.channel.k8s.io` WebSocket protocol, forwarding to the address in the pod's
+//! [`FORWARD_ANNOTATION`]). Objects are untyped JSON keyed by API group, plural,
+//! namespace and name. Test support only.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -17,6 +20,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 type Coll = (String, String); // (api prefix like "/api/v1" or "/apis/g/v", plural)
+
+/// Pod annotation naming the `host:port` a port-forward to that pod reaches.
+pub const FORWARD_ANNOTATION: &str = "test.stunner.l7mp.io/forward-to";
 
 #[derive(Clone, Debug)]
 struct Event {
@@ -119,7 +125,13 @@ impl FakeApi {
             store: Arc::default(),
             events,
         };
-        let app = Router::new().fallback(handle).with_state(api.clone());
+        let app = Router::new()
+            .route(
+                "/api/v1/namespaces/{ns}/pods/{name}/portforward",
+                axum::routing::get(portforward),
+            )
+            .fallback(handle)
+            .with_state(api.clone());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -400,4 +412,81 @@ async fn handle(
         }
         _ => status(405, "MethodNotAllowed", "unsupported"),
     }
+}
+
+/// Pod port-forward over WebSocket (`v4.channel.k8s.io`): channel 0 carries the data of
+/// the one requested port, channel 1 its errors; each starts with the port number.
+async fn portforward(
+    State(api): State<FakeApi>,
+    axum::extract::Path((ns, name)): axum::extract::Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let port: u16 = q.get("ports").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pod = api.get(&format!("/api/v1/namespaces/{ns}/pods/{name}"));
+    let Some(target) = pod
+        .as_ref()
+        .and_then(|p| p["metadata"]["annotations"][FORWARD_ANNOTATION].as_str())
+        .map(str::to_string)
+    else {
+        return status(404, "NotFound", "no such pod or no forward target");
+    };
+    ws.protocols(["v4.channel.k8s.io"])
+        .on_upgrade(move |socket| pump(socket, target, port))
+}
+
+async fn pump(ws: axum::extract::ws::WebSocket, target: String, port: u16) {
+    use axum::extract::ws::Message;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut sink, mut stream) = ws.split();
+    let [lo, hi] = port.to_le_bytes();
+    for ch in [0u8, 1] {
+        if sink
+            .send(Message::Binary(vec![ch, lo, hi].into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let Ok(tcp) = tokio::net::TcpStream::connect(&target).await else {
+        let _ = sink
+            .send(Message::Binary(
+                [&[1u8][..], b"connection refused"].concat().into(),
+            ))
+            .await;
+        return;
+    };
+    let (mut rd, mut wr) = tcp.into_split();
+    let up = tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Binary(b)
+                    if b.first() == Some(&0) && wr.write_all(&b[1..]).await.is_err() =>
+                {
+                    break;
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut buf = vec![0u8; 16384];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let mut m = Vec::with_capacity(n + 1);
+                m.push(0u8);
+                m.extend_from_slice(&buf[..n]);
+                if sink.send(Message::Binary(m.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.send(Message::Close(None)).await;
+    up.abort();
 }
