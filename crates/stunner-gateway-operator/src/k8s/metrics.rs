@@ -12,7 +12,32 @@ struct Inner {
     generation: AtomicU64,
     generation_acked: AtomicU64,
     reconcile_passed: AtomicU64,
+    /// Sums in microseconds and counts, for the `_time_seconds` summaries.
+    render_us: AtomicU64,
+    update_us: AtomicU64,
+    update_count: AtomicU64,
+    /// Unix seconds of the last activity of each loop.
+    operator_active: AtomicU64,
+    renderer_active: AtomicU64,
+    updater_active: AtomicU64,
     ops: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Which loop was active.
+#[derive(Clone, Copy, Debug)]
+pub enum Loop {
+    /// The event loop taking World changes.
+    Operator,
+    /// The renderer.
+    Renderer,
+    /// The updater.
+    Updater,
 }
 
 /// Shared counters.
@@ -20,10 +45,33 @@ struct Inner {
 pub struct Metrics(Arc<Inner>);
 
 impl Metrics {
-    /// A render happened; returns the new generation.
-    pub fn render(&self) -> u64 {
+    /// A render that took `took` happened; returns the new generation.
+    pub fn render(&self, took: std::time::Duration) -> u64 {
         self.0.render_total.fetch_add(1, Ordering::Relaxed);
+        self.0
+            .render_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.active(Loop::Renderer);
         self.0.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// An update pass took `took`.
+    pub fn update_time(&self, took: std::time::Duration) {
+        self.0
+            .update_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.0.update_count.fetch_add(1, Ordering::Relaxed);
+        self.active(Loop::Updater);
+    }
+
+    /// A loop did something now.
+    pub fn active(&self, l: Loop) {
+        let a = match l {
+            Loop::Operator => &self.0.operator_active,
+            Loop::Renderer => &self.0.renderer_active,
+            Loop::Updater => &self.0.updater_active,
+        };
+        a.store(unix_now(), Ordering::Relaxed);
     }
 
     /// An update pass finished.
@@ -112,6 +160,39 @@ impl Metrics {
                 .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
                 .collect(),
         );
+        let secs = |a: &AtomicU64| format!("{:.6}", g(a) as f64 / 1e6);
+        for (name, help, sum, count) in [
+            (
+                "render_time_seconds",
+                "Time spent rendering.",
+                &i.render_us,
+                &i.render_total,
+            ),
+            (
+                "update_time_seconds",
+                "Time spent writing to the API.",
+                &i.update_us,
+                &i.update_count,
+            ),
+        ] {
+            s.push_str(&format!(
+                "# HELP stunner_gateway_operator_{name} {help}\n# TYPE stunner_gateway_operator_{name} summary\n\
+                 stunner_gateway_operator_{name}_sum {}\nstunner_gateway_operator_{name}_count {}\n",
+                secs(sum),
+                g(count)
+            ));
+        }
+        for (name, a) in [
+            ("operator", &i.operator_active),
+            ("renderer", &i.renderer_active),
+            ("updater", &i.updater_active),
+        ] {
+            let m = format!("stunner_gateway_operator_{name}_loop_last_active_timestamp_seconds");
+            s.push_str(&format!(
+                "# HELP {m} Last time the {name} loop was active (Unix seconds).\n# TYPE {m} gauge\n{m} {}\n",
+                g(a)
+            ));
+        }
         s
     }
 }

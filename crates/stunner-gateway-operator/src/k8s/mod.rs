@@ -155,7 +155,9 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
             }
             let latest = desired_rx.borrow_and_update().clone();
             if let Some((generation, d, world)) = latest {
+                let t0 = std::time::Instant::now();
                 let w = updater.apply(&d, &world).await;
+                m.update_time(t0.elapsed());
                 tracing::debug!(target: "operator", generation, ?w, "update pass");
                 m.acked(generation);
             }
@@ -179,6 +181,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
                 let Some(c) = c else { break };
                 apply_change(&mut world, &mut synced, c);
                 metrics.reconcile_event();
+                metrics.active(metrics::Loop::Operator);
                 dirty = true;
             }
             _ = tokio::time::sleep(cfg.throttle), if dirty && synced.len() == Kind::ALL.len() => {
@@ -188,8 +191,9 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
                 }
                 dirty = false;
                 opts.now = Time(Timestamp::now());
+                let t0 = std::time::Instant::now();
                 let d = render(&world, &opts);
-                let generation = metrics.render();
+                let generation = metrics.render(t0.elapsed());
                 store.update_all(d.configs.clone());
                 ready.store(true, Ordering::Relaxed);
                 let _ = desired_tx.send(Some((generation, d, Arc::new(world.clone()))));

@@ -301,3 +301,93 @@ fn operator_against_fake_api_feeds_stunnerd_over_cds() {
         "the Deployment was rewritten without a change"
     );
 }
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut b = String::new();
+    s.read_to_string(&mut b).ok()?;
+    Some(b)
+}
+
+/// Metrics are served, and with `--enable-finalizer` a SIGTERM leaves the Gateways
+/// marked unavailable and their dataplanes deleted.
+#[test]
+fn metrics_and_the_finalizer() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = listener.local_addr().unwrap().port();
+    let api = FakeApi::start(listener);
+    seed(&api, free_port(), 9);
+    let kubeconfig = kubeconfig(api_port, "finalizer");
+    let metrics_port = free_port();
+    let mut op = Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args([
+            "--enable-finalizer",
+            "--config-discovery-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--health-probe-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-bind-address",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--throttle-timeout",
+            "50ms",
+            "--zap-log-level",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deployment = "/apis/apps/v1/namespaces/stunner/deployments/udp-gateway";
+    let service = "/api/v1/namespaces/stunner/services/udp-gateway";
+    wait_for("the Deployment", Duration::from_secs(30), || {
+        api.get(deployment).is_some()
+    });
+    wait_for("an acked generation", Duration::from_secs(10), || {
+        http_get(metrics_port, "/metrics")
+            .is_some_and(|m| m.contains("stunner_gateway_operator_generation_last_acked 1"))
+    });
+    let m = http_get(metrics_port, "/metrics").unwrap();
+    for name in [
+        "stunner_gateway_operator_render_total",
+        "stunner_gateway_operator_render_time_seconds_count",
+        "stunner_gateway_operator_update_total{result=\"success\"}",
+        "stunner_gateway_operator_update_time_seconds_sum",
+        "stunner_gateway_operator_resource_operations_total{kind=\"Deployment\",operation=\"apply\"} 1",
+        "stunner_gateway_operator_renderer_loop_last_active_timestamp_seconds",
+    ] {
+        assert!(m.contains(name), "{name} missing from:\n{m}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &op.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if op.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        api.get(deployment).is_none(),
+        "the Deployment was not deleted"
+    );
+    assert!(api.get(service).is_none(), "the Service was not deleted");
+    let gw = api
+        .get("/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways/udp-gateway")
+        .unwrap();
+    assert_eq!(condition(&gw, "Programmed").as_deref(), Some("False"));
+    let msg = gw["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(msg.contains("operator unavailable"), "{msg}");
+}
