@@ -17,13 +17,14 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "::")]
     address: std::net::IpAddr,
-    /// The CDS server, `host:port` or a URL.
-    #[arg(
-        long = "cds-server-address",
-        env = "CDS_SERVER_ADDR",
-        default_value = "127.0.0.1:13478"
-    )]
-    cds_server_address: String,
+    /// The CDS server, `host:port` or a URL; when unset, found through the Kubernetes
+    /// API (pods labelled `stunner.l7mp.io/config-discovery-service=enabled`) and
+    /// port-forwarded, as upstream's authd does.
+    #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR")]
+    cds_server_address: Option<String>,
+    /// Namespace to look for the CDS in (default: all).
+    #[arg(long = "cds-server-namespace", env = "CDS_SERVER_NAMESPACE")]
+    cds_server_namespace: Option<String>,
     /// Require `Authorization: Bearer <token>` on `/` and `/ice` (upstream checks
     /// nothing: anybody who reaches the service gets credentials).
     #[arg(
@@ -78,8 +79,26 @@ pub fn main() -> ExitCode {
             a.require_token.clone().filter(|t| !t.is_empty()),
             std::env::var("STUNNER_PUBLIC_ADDR").ok().filter(|s| !s.is_empty()),
         );
+        let cds = match a.cds_server_address.clone() {
+            Some(c) => c,
+            None => {
+                let found = match stunner_k8s::client().await {
+                    Ok(client) => {
+                        stunner_k8s::forward(client, &stunner_k8s::Target::Cds, a.cds_server_namespace.as_deref()).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match found {
+                    Ok(local) => local.to_string(),
+                    Err(e) => {
+                        eprintln!("stunner-auth-service: {e}; or pass --cds-server-address");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(stunner_cds::client::watch(a.cds_server_address.clone(), None, None, tx));
+        tokio::spawn(stunner_cds::client::watch(cds.clone(), None, None, tx));
         let feed = state.clone();
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {
@@ -95,7 +114,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(target: "auth", %addr, cds = %a.cds_server_address, "serving");
+        tracing::info!(target: "auth", %addr, %cds, "serving");
         match axum::serve(listener, router(state)).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

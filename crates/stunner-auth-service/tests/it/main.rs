@@ -144,3 +144,86 @@ async fn served_api_matches_the_openapi_document() {
     state.apply(StunnerConfig::zero("ns/gw"));
     assert_eq!(get(port, "/?service=turn", Some("t0k")).await.0, 500);
 }
+
+/// The binary without `--cds-server-address` finds the CDS through the Kubernetes API
+/// (the in-repo fake API server) and serves credentials from it.
+#[test]
+fn binary_finds_the_cds_through_the_kubernetes_api() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = stunner_cds::server::ConfigStore::new();
+    store.upsert(
+        StunnerConfig::from_str_with_env(
+            "version: v1\nadmin: {name: stunner/udp-gateway}\nauth: {type: static, credentials: {username: u, password: p}}\n\
+             listeners: [{name: stunner/udp-gateway/udp-listener, protocol: TURN-UDP, address: 127.0.0.1, public_address: 1.2.3.4, port: 3478}]",
+            &|_: &str| None,
+        )
+        .unwrap(),
+    );
+    let cds = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, stunner_cds::server::router(store)).await });
+        a
+    });
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api_port = l.local_addr().unwrap().port();
+    let api = fake_kube_api::FakeApi::start(l);
+    api.put(
+        "/api/v1/namespaces/stunner-system/pods",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "operator", "namespace": "stunner-system",
+                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
+                "annotations": {fake_kube_api::FORWARD_ANNOTATION: cds.to_string()}},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+            "status": {"phase": "Running"}}),
+    );
+    let kubeconfig = std::env::temp_dir().join(format!("authd-kubeconfig-{}", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stunner-auth-service"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("CDS_SERVER_ADDR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["--address", "127.0.0.1", "--port", &port.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut b = String::new();
+        s.read_to_string(&mut b).ok()?;
+        Some(b)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut body = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Some(b) = get("/ice?service=turn")
+            .filter(|b| b.starts_with("HTTP/1.0 200") || b.starts_with("HTTP/1.1 200"))
+        {
+            body = b;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert!(body.contains("turn:1.2.3.4:3478?transport=udp"), "{body}");
+}
