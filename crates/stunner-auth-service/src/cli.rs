@@ -82,12 +82,7 @@ pub fn main() -> ExitCode {
         let cds = match a.cds_server_address.clone() {
             Some(c) => c,
             None => {
-                let found = match stunner_k8s::client().await {
-                    Ok(client) => {
-                        stunner_k8s::forward(client, &stunner_k8s::Target::Cds, a.cds_server_namespace.as_deref()).await
-                    }
-                    Err(e) => Err(e),
-                };
+                let found = stunner_k8s::discover(&stunner_k8s::Target::Cds, a.cds_server_namespace.as_deref()).await;
                 match found {
                     Ok(local) => local.to_string(),
                     Err(e) => {

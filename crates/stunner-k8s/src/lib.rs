@@ -120,6 +120,11 @@ pub async fn find_pod(
     ))
 }
 
+/// [`client`] then [`forward`]: the one call the tools make when no address is given.
+pub async fn discover(target: &Target, namespace: Option<&str>) -> Result<SocketAddr, Error> {
+    forward(client().await?, target, namespace).await
+}
+
 /// Port-forwards a local port on 127.0.0.1 to `target`'s pod; returns the local address.
 pub async fn forward(
     client: Client,

@@ -105,8 +105,7 @@ async fn address(
     if let Some(a) = explicit {
         return Ok(a);
     }
-    let client = stunner_k8s::client().await?;
-    Ok(stunner_k8s::forward(client, &target, ns).await?.to_string())
+    Ok(stunner_k8s::discover(&target, ns).await?.to_string())
 }
 
 /// A plain HTTP/1.1 GET: status and body.

@@ -249,31 +249,43 @@ struct Run {
     to: SocketAddr,
 }
 
-/// Groups `entries` (contiguous in their data) into runs GSO can send as one message:
-/// same destination, equal sizes (a shorter datagram ends a run), bounded count and size.
-fn runs(entries: &[(usize, usize, SocketAddr)], gso: bool, out: &mut Vec<Run>) {
-    out.clear();
-    for &(off, len, to) in entries {
-        if let Some(r) = out.last_mut()
-            && gso
-            && r.to == to
-            && r.off + r.len == off
-            && len <= r.seg
-            && r.len % r.seg == 0
-            && r.count < MAX_SEGMENTS
-            && r.len + len <= MAX_GSO_BYTES
-        {
-            r.len += len;
-            r.count += 1;
-            continue;
-        }
-        out.push(Run {
+impl Run {
+    fn new(off: usize, len: usize, to: SocketAddr) -> Self {
+        Self {
             off,
             len,
             seg: len.max(1),
             count: 1,
             to,
-        });
+        }
+    }
+
+    /// Takes the next datagram if GSO can send it in this run: same destination,
+    /// contiguous, no longer than the segment size and no shorter one before it (only the
+    /// last segment may be short), within the kernel's count and size limits.
+    fn absorb(&mut self, off: usize, len: usize, to: SocketAddr) -> bool {
+        let fits = self.to == to
+            && self.off + self.len == off
+            && len <= self.seg
+            && self.len % self.seg == 0
+            && self.count < MAX_SEGMENTS
+            && self.len + len <= MAX_GSO_BYTES;
+        if fits {
+            self.len += len;
+            self.count += 1;
+        }
+        fits
+    }
+}
+
+/// Groups `entries` (contiguous in their data) into runs GSO can send as one message.
+fn runs(entries: &[(usize, usize, SocketAddr)], gso: bool, out: &mut Vec<Run>) {
+    out.clear();
+    for &(off, len, to) in entries {
+        if gso && out.last_mut().is_some_and(|r| r.absorb(off, len, to)) {
+            continue;
+        }
+        out.push(Run::new(off, len, to));
     }
 }
 
@@ -451,29 +463,20 @@ impl<T: Copy + PartialEq> RelayQueue<T> {
         let mut i = 0;
         while i < self.entries.len() {
             let (relay, off, len, to) = self.entries[i];
-            let (mut total, mut count) = (len, 1);
+            let mut run = Run::new(off, len, to);
             let mut j = i + 1;
             if gso_on() {
                 while let Some(&(r2, o2, l2, t2)) = self.entries.get(j) {
-                    let fits = r2 == relay
-                        && t2 == to
-                        && o2 == off + total
-                        && l2 <= len
-                        && total % len == 0
-                        && count < MAX_SEGMENTS
-                        && total + l2 <= MAX_GSO_BYTES;
-                    if !fits {
+                    if r2 != relay || !run.absorb(o2, l2, t2) {
                         break;
                     }
-                    total += l2;
-                    count += 1;
                     j += 1;
                 }
             }
             if let Some(fd) = fd_of(relay) {
-                match send_segments(fd, to, &self.data[off..off + total], len.max(1)) {
-                    Ok(_) => sent += count,
-                    Err(e) if count > 1 && gso_unsupported(&e) => {
+                match send_segments(fd, to, &self.data[run.off..run.off + run.len], run.seg) {
+                    Ok(_) => sent += run.count,
+                    Err(e) if run.count > 1 && gso_unsupported(&e) => {
                         disable_gso();
                         continue; // the same entries again, one by one
                     }

@@ -84,12 +84,7 @@ pub async fn run(args: Args) -> ExitCode {
         let ns = std::env::var("CDS_SERVER_NAMESPACE")
             .ok()
             .filter(|n| !n.is_empty());
-        let found = match stunner_k8s::client().await {
-            Ok(client) => {
-                stunner_k8s::forward(client, &stunner_k8s::Target::Cds, ns.as_deref()).await
-            }
-            Err(e) => Err(e),
-        };
+        let found = stunner_k8s::discover(&stunner_k8s::Target::Cds, ns.as_deref()).await;
         match found {
             Ok(local) => origin = Some(Origin::Cds(format!("http://{local}"))),
             Err(e) => {

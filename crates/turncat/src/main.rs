@@ -288,15 +288,10 @@ fn from_cds(
     let c = rt.block_on(async {
         let cds = match cds {
             Some(a) => a.to_string(),
-            None => {
-                let client = stunner_k8s::client()
-                    .await
-                    .map_err(|e| Error::Turn(format!("{e}; or pass --cds-server-address")))?;
-                stunner_k8s::forward(client, &stunner_k8s::Target::Cds, cds_namespace)
-                    .await
-                    .map_err(|e| Error::Turn(e.to_string()))?
-                    .to_string()
-            }
+            None => stunner_k8s::discover(&stunner_k8s::Target::Cds, cds_namespace)
+                .await
+                .map_err(|e| Error::Turn(format!("{e}; or pass --cds-server-address")))?
+                .to_string(),
         };
         stunner_cds::client::load(&cds, id, None)
             .await
