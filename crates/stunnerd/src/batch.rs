@@ -267,7 +267,7 @@ impl Run {
         let fits = self.to == to
             && self.off + self.len == off
             && len <= self.seg
-            && self.len % self.seg == 0
+            && self.len.is_multiple_of(self.seg)
             && self.count < MAX_SEGMENTS
             && self.len + len <= MAX_GSO_BYTES;
         if fits {
