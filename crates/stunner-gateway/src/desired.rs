@@ -20,6 +20,18 @@ pub struct ObjectRef {
     pub name: String,
 }
 
+impl ObjectRef {
+    /// A reference by kind and key.
+    pub fn new(api_version: &str, kind: &str, key: &crate::Key) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        }
+    }
+}
+
 /// The status subresource to write for one object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StatusPatch {
@@ -28,6 +40,21 @@ pub struct StatusPatch {
     pub target: ObjectRef,
     /// The complete status (ours to own).
     pub status: serde_json::Value,
+}
+
+impl StatusPatch {
+    /// The status of the object with `meta`.
+    pub(crate) fn new(
+        api_version: &str,
+        kind: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        status: serde_json::Value,
+    ) -> Self {
+        Self {
+            target: ObjectRef::new(api_version, kind, &crate::world::key(meta)),
+            status,
+        }
+    }
 }
 
 /// The desired state computed from a World.

@@ -121,7 +121,8 @@ pub struct World {
     pub config_maps: BTreeMap<Key, ConfigMap>,
 }
 
-fn key(meta: &ObjectMeta) -> Key {
+/// The key of an object from its metadata.
+pub(crate) fn key(meta: &ObjectMeta) -> Key {
     (
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),

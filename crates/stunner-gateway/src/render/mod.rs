@@ -7,6 +7,7 @@
 
 mod auth;
 mod deployment;
+mod finalize;
 mod listener;
 mod route;
 mod service;
@@ -34,7 +35,9 @@ use crate::crd::{Dataplane, GatewayConfig};
 use crate::desired::{Desired, ObjectRef, StatusPatch};
 use crate::names;
 use crate::options::{DataplaneMode, RenderOptions};
-use crate::world::{Key, World};
+use crate::world::{Key, World, key};
+
+pub use self::finalize::finalize;
 
 /// Computes the desired state of everything we own from `world`.
 pub fn render(world: &World, opts: &RenderOptions) -> Desired {
@@ -79,11 +82,22 @@ struct Renderer<'w> {
     ours: BTreeSet<Key>,
 }
 
-fn meta_key(m: &ObjectMeta) -> Key {
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
+/// Carries our owned-by label.
+fn owned_by_us(m: &ObjectMeta) -> bool {
+    m.labels
+        .as_ref()
+        .and_then(|l| l.get(names::OWNED_BY_LABEL))
+        .map(String::as_str)
+        == Some(names::OWNED_BY_VALUE)
+}
+
+/// Named like the Gateway its related-gateway label names: a per-Gateway object of ours.
+fn per_gateway(m: &ObjectMeta) -> bool {
+    let related = m
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::RELATED_GATEWAY_NAME));
+    related.is_some() && related.map(String::as_str) == m.name.as_deref()
 }
 
 impl<'w> Renderer<'w> {
@@ -94,16 +108,9 @@ impl<'w> Renderer<'w> {
         meta: &ObjectMeta,
         status: serde_json::Value,
     ) {
-        let (namespace, name) = meta_key(meta);
-        self.desired.statuses.push(StatusPatch {
-            target: ObjectRef {
-                api_version: api_version.into(),
-                kind: kind.into(),
-                namespace,
-                name,
-            },
-            status,
-        });
+        self.desired
+            .statuses
+            .push(StatusPatch::new(api_version, kind, meta, status));
     }
 
     fn render_class(&mut self, class: &'w GatewayClass) {
@@ -115,7 +122,7 @@ impl<'w> Renderer<'w> {
             .filter(|g| g.spec.gateway_class_name == class_name)
             .collect();
         for gw in &gws {
-            self.ours.insert(meta_key(&gw.metadata));
+            self.ours.insert(key(&gw.metadata));
         }
         let prev = class
             .status
@@ -225,7 +232,7 @@ impl<'w> Renderer<'w> {
 
     /// Marks a Gateway as not renderable: statuses say why, its objects are deleted.
     fn invalidate(&mut self, gw: &Gateway, msg: &str) {
-        let key = meta_key(&gw.metadata);
+        let key = key(&gw.metadata);
         self.gateway_errors.insert(key, msg.to_string());
         let prev = gw
             .status
@@ -344,7 +351,7 @@ impl<'w> Renderer<'w> {
         if !p.valid() {
             return out;
         }
-        let gw_key = meta_key(&gw.metadata);
+        let gw_key = key(&gw.metadata);
         for route in self.routes.iter().filter(|r| !r.masked) {
             let admitted = route.parent_refs.iter().any(|pr| {
                 route::parent_key(&route.key.0, pr).as_ref() == Some(&gw_key)
@@ -678,178 +685,38 @@ impl<'w> Renderer<'w> {
     fn deletes(&mut self) {
         // Only the per-Gateway objects we create: owned-by label, named like the Gateway
         // their label names. Anything else carrying our label is left alone.
-        let owned = |m: &ObjectMeta| {
-            let label = |k: &str| m.labels.as_ref().and_then(|l| l.get(k)).map(String::as_str);
-            label(names::OWNED_BY_LABEL) == Some(names::OWNED_BY_VALUE)
-                && label(names::RELATED_GATEWAY_NAME).is_some()
-                && label(names::RELATED_GATEWAY_NAME) == m.name.as_deref()
-        };
+        let owned = |m: &ObjectMeta| owned_by_us(m) && per_gateway(m);
         let svcs: BTreeSet<Key> = self
             .desired
             .services
             .iter()
-            .map(|s| meta_key(&s.metadata))
+            .map(|s| key(&s.metadata))
             .collect();
         let deps: BTreeSet<Key> = self
             .desired
             .deployments
             .iter()
-            .map(|s| meta_key(&s.metadata))
+            .map(|s| key(&s.metadata))
             .collect();
         let mut out = Vec::new();
         for (k, s) in &self.world.services {
             if owned(&s.metadata) && !svcs.contains(k) {
-                out.push(ObjectRef {
-                    api_version: "v1".into(),
-                    kind: "Service".into(),
-                    namespace: k.0.clone(),
-                    name: k.1.clone(),
-                });
+                out.push(ObjectRef::new("v1", "Service", k));
             }
         }
         for (k, d) in &self.world.deployments {
             if owned(&d.metadata) && !deps.contains(k) {
-                out.push(ObjectRef {
-                    api_version: "apps/v1".into(),
-                    kind: "Deployment".into(),
-                    namespace: k.0.clone(),
-                    name: k.1.clone(),
-                });
+                out.push(ObjectRef::new("apps/v1", "Deployment", k));
             }
         }
         for (k, c) in &self.world.config_maps {
             let per_gateway = self.world.gateways.contains_key(k) && k.1 != names::CONFIG_MAP_NAME;
-            let ours = c
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(names::OWNED_BY_LABEL))
-                .map(String::as_str)
-                == Some(names::OWNED_BY_VALUE);
+            let ours = owned_by_us(&c.metadata);
             if per_gateway && ours {
-                out.push(ObjectRef {
-                    api_version: "v1".into(),
-                    kind: "ConfigMap".into(),
-                    namespace: k.0.clone(),
-                    name: k.1.clone(),
-                });
+                out.push(ObjectRef::new("v1", "ConfigMap", k));
             }
         }
         out.sort();
         self.desired.deletes = out;
     }
-}
-
-/// The state to leave behind when the operator stops with `--enable-finalizer`: our
-/// GatewayClasses and Gateways say the operator is gone, and the per-Gateway Services,
-/// Deployments and legacy ConfigMaps we created are deleted (upstream's finalizer).
-pub fn finalize(world: &World, opts: &RenderOptions) -> Desired {
-    const MSG: &str = "operator unavailable after graceful shutdown";
-    let mut d = Desired::default();
-    let mut push = |api: &str, kind: &str, meta: &ObjectMeta, status: serde_json::Value| {
-        let (namespace, name) = meta_key(meta);
-        d.statuses.push(StatusPatch {
-            target: ObjectRef {
-                api_version: api.into(),
-                kind: kind.into(),
-                namespace,
-                name,
-            },
-            status,
-        });
-    };
-    for class in world
-        .gateway_classes
-        .values()
-        .filter(|c| c.spec.controller_name == opts.controller_name)
-    {
-        let class_name = class.metadata.name.clone().unwrap_or_default();
-        let prev = class
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        let mut c = Conditions::new(&prev, class.metadata.generation, &opts.now);
-        c.set("Accepted", no(), "Pending", MSG);
-        let status = GatewayClassStatus {
-            conditions: Some(c.finish()),
-            ..Default::default()
-        };
-        push(
-            "gateway.networking.k8s.io/v1",
-            "GatewayClass",
-            &class.metadata,
-            serde_json::to_value(status).unwrap_or_default(),
-        );
-        for gw in world
-            .gateways
-            .values()
-            .filter(|g| g.spec.gateway_class_name == class_name)
-        {
-            let prev = gw
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default();
-            let mut c = Conditions::new(&prev, gw.metadata.generation, &opts.now);
-            c.set("Accepted", no(), "Pending", MSG);
-            c.set("Programmed", no(), "Pending", MSG);
-            let status = GatewayStatus {
-                conditions: Some(c.finish()),
-                ..Default::default()
-            };
-            push(
-                "gateway.networking.k8s.io/v1",
-                "Gateway",
-                &gw.metadata,
-                serde_json::to_value(status).unwrap_or_default(),
-            );
-        }
-    }
-    let owned = |m: &ObjectMeta| {
-        m.labels
-            .as_ref()
-            .and_then(|l| l.get(names::OWNED_BY_LABEL))
-            .map(String::as_str)
-            == Some(names::OWNED_BY_VALUE)
-    };
-    for (k, s) in &world.services {
-        let per_gw = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::RELATED_GATEWAY_NAME))
-            == Some(&k.1);
-        if owned(&s.metadata) && per_gw {
-            d.deletes.push(ObjectRef {
-                api_version: "v1".into(),
-                kind: "Service".into(),
-                namespace: k.0.clone(),
-                name: k.1.clone(),
-            });
-        }
-    }
-    for (k, s) in &world.deployments {
-        if owned(&s.metadata) {
-            d.deletes.push(ObjectRef {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                namespace: k.0.clone(),
-                name: k.1.clone(),
-            });
-        }
-    }
-    for (k, s) in &world.config_maps {
-        if owned(&s.metadata) {
-            d.deletes.push(ObjectRef {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                namespace: k.0.clone(),
-                name: k.1.clone(),
-            });
-        }
-    }
-    d.statuses.sort_by(|a, b| a.target.cmp(&b.target));
-    d.deletes.sort();
-    d
 }
