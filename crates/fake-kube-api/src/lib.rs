@@ -44,6 +44,7 @@ struct Store {
 pub struct FakeApi {
     store: Arc<Mutex<Store>>,
     events: broadcast::Sender<Event>,
+    port: u16,
 }
 
 struct Path {
@@ -124,6 +125,7 @@ impl FakeApi {
         let api = Self {
             store: Arc::default(),
             events,
+            port: listener.local_addr().map_or(0, |a| a.port()),
         };
         let app = Router::new()
             .route(
@@ -185,6 +187,44 @@ impl FakeApi {
         };
         let obj = self.commit(&mut s, &p.coll, kind, obj);
         s.objects.entry(p.coll).or_default().insert((ns, name), obj);
+    }
+
+    /// Starts a server on a free loopback port.
+    pub fn start_local() -> Self {
+        Self::start(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// Writes a kubeconfig for this server to `path` (plain HTTP, no credentials).
+    pub fn write_kubeconfig(&self, path: &std::path::Path) {
+        let port = self.port;
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
+                 users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: default}}}}]\n\
+                 current-context: c\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Adds a running pod with `labels` whose port-forwards reach `forward_to`.
+    pub fn put_pod(&self, ns: &str, name: &str, labels: Value, ready: bool, forward_to: &str) {
+        self.put(
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns, "labels": labels,
+                    "annotations": {FORWARD_ANNOTATION: forward_to}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+                "status": {"phase": "Running", "conditions": [
+                    {"type": "Ready", "status": if ready { "True" } else { "False" }}]}}),
+        );
+    }
+
+    /// Adds a ready config-discovery-service pod in `stunner-system` forwarding to `cds`.
+    pub fn put_cds_pod(&self, cds: &str) {
+        let labels = json!({"stunner.l7mp.io/config-discovery-service": "enabled"});
+        self.put_pod("stunner-system", "operator", labels, true, cds);
     }
 
     /// Reads an object (test checks).

@@ -170,27 +170,10 @@ fn binary_finds_the_cds_through_the_kubernetes_api() {
         tokio::spawn(async move { axum::serve(l, stunner_cds::server::router(store)).await });
         a
     });
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = l.local_addr().unwrap().port();
-    let api = fake_kube_api::FakeApi::start(l);
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "operator", "namespace": "stunner-system",
-                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
-                "annotations": {fake_kube_api::FORWARD_ANNOTATION: cds.to_string()}},
-            "spec": {"containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running"}}),
-    );
+    let api = fake_kube_api::FakeApi::start_local();
+    api.put_cds_pod(&cds.to_string());
     let kubeconfig = std::env::temp_dir().join(format!("authd-kubeconfig-{}", std::process::id()));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    api.write_kubeconfig(&kubeconfig);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

@@ -69,18 +69,40 @@ fn seed(api: &FakeApi, turn_port: u16, peer_port: u16) {
         "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]}));
 }
 
-fn kubeconfig(api_port: u16, tag: &str) -> std::path::PathBuf {
-    let dir = tempdir(tag);
-    let path = dir.join("config");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: default}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
-    path
+/// Starts the operator binary against `api`: CDS on `cds_port`, metrics on
+/// `metrics_port` (or off), a 50 ms throttle, quiet logs, plus `extra` flags and `env`.
+fn start_operator(
+    api: &FakeApi,
+    tag: &str,
+    cds_port: u16,
+    metrics_port: Option<u16>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
+    let kubeconfig = tempdir(tag).join("config");
+    api.write_kubeconfig(&kubeconfig);
+    let metrics = metrics_port.map_or_else(|| "0".to_string(), |p| format!("127.0.0.1:{p}"));
+    Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .envs(env.iter().copied())
+        .args(extra)
+        .args([
+            "--config-discovery-address",
+            &format!("127.0.0.1:{cds_port}"),
+            "--health-probe-bind-address",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-bind-address",
+            &metrics,
+            "--throttle-timeout",
+            "50ms",
+            "--zap-log-level",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 fn lease(holder: &str, seconds: u32) -> Value {
@@ -98,36 +120,18 @@ const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/stunner-system/lea
 /// expired Lease, and stops writing when another replica holds it again.
 #[test]
 fn only_the_leader_writes() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = listener.local_addr().unwrap().port();
-    let api = FakeApi::start(listener);
+    let api = FakeApi::start_local();
     seed(&api, free_port(), 9);
     api.put(LEASES, lease("other-replica", 2));
-    let kubeconfig = kubeconfig(api_port, "leader");
     let cds_port = free_port();
-    let _op = Operator(
-        Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("POD_NAME", "replica-under-test")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .args([
-                "--leader-elect",
-                "--config-discovery-address",
-                &format!("127.0.0.1:{cds_port}"),
-                "--health-probe-bind-address",
-                &format!("127.0.0.1:{}", free_port()),
-                "--metrics-bind-address",
-                "0",
-                "--throttle-timeout",
-                "50ms",
-                "--zap-log-level",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let _op = Operator(start_operator(
+        &api,
+        "leader",
+        cds_port,
+        None,
+        &["--leader-elect"],
+        &[("POD_NAME", "replica-under-test")],
+    ));
     let deployment = "/apis/apps/v1/namespaces/stunner/deployments/udp-gateway";
     // A follower serves the rendered config over CDS but writes nothing.
     wait_for("the CDS config", Duration::from_secs(20), || {
@@ -182,37 +186,13 @@ fn condition(obj: &Value, ty: &str) -> Option<String> {
 
 #[test]
 fn operator_against_fake_api_feeds_stunnerd_over_cds() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = listener.local_addr().unwrap().port();
-    let api = FakeApi::start(listener);
+    let api = FakeApi::start_local();
     let peer = echo_peer();
     let turn_port = free_port();
     seed(&api, turn_port, peer.port());
-
-    let kubeconfig = kubeconfig(api_port, "kubeconfig");
-    let (cds_port, health_port) = (free_port(), free_port());
+    let cds_port = free_port();
     let cds = format!("127.0.0.1:{cds_port}");
-    let _op = Operator(
-        Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .args([
-                "--config-discovery-address",
-                &cds,
-                "--health-probe-bind-address",
-                &format!("127.0.0.1:{health_port}"),
-                "--metrics-bind-address",
-                "0",
-                "--throttle-timeout",
-                "50ms",
-                "--zap-log-level",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let _op = Operator(start_operator(&api, "e2e", cds_port, None, &[], &[]));
 
     // The operator writes the dataplane objects and the statuses.
     wait_for("the Deployment", Duration::from_secs(30), || {
@@ -316,32 +296,17 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 /// marked unavailable and their dataplanes deleted.
 #[test]
 fn metrics_and_the_finalizer() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = listener.local_addr().unwrap().port();
-    let api = FakeApi::start(listener);
+    let api = FakeApi::start_local();
     seed(&api, free_port(), 9);
-    let kubeconfig = kubeconfig(api_port, "finalizer");
     let metrics_port = free_port();
-    let mut op = Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .args([
-            "--enable-finalizer",
-            "--config-discovery-address",
-            &format!("127.0.0.1:{}", free_port()),
-            "--health-probe-bind-address",
-            &format!("127.0.0.1:{}", free_port()),
-            "--metrics-bind-address",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--throttle-timeout",
-            "50ms",
-            "--zap-log-level",
-            "warn",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut op = start_operator(
+        &api,
+        "finalizer",
+        free_port(),
+        Some(metrics_port),
+        &["--enable-finalizer"],
+        &[],
+    );
     let deployment = "/apis/apps/v1/namespaces/stunner/deployments/udp-gateway";
     let service = "/api/v1/namespaces/stunner/services/udp-gateway";
     wait_for("the Deployment", Duration::from_secs(30), || {

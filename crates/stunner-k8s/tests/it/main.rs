@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fake_kube_api::{FORWARD_ANNOTATION, FakeApi};
+use fake_kube_api::FakeApi;
 use serde_json::json;
 use stunner_k8s::{Target, find_pod, forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -11,20 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn kube_client(api_port: u16) -> kube::Client {
     let cfg = kube::Config::new(format!("http://127.0.0.1:{api_port}").parse().unwrap());
     kube::Client::try_from(cfg).unwrap()
-}
-
-fn pod(
-    ns: &str,
-    name: &str,
-    labels: serde_json::Value,
-    ready: bool,
-    forward_to: &str,
-) -> serde_json::Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels,
-            "annotations": {FORWARD_ANNOTATION: forward_to}},
-        "spec": {"containers": [{"name": "c", "image": "x"}]},
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,14 +33,8 @@ async fn finds_the_cds_pod_and_forwards_to_it() {
     let api_port = l.local_addr().unwrap().port();
     let api = FakeApi::start(l);
     let cds = json!({"stunner.l7mp.io/config-discovery-service": "enabled"});
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        pod("stunner-system", "op-1", cds.clone(), false, "127.0.0.1:1"),
-    );
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        pod("stunner-system", "op-2", cds, true, &echo_addr.to_string()),
-    );
+    api.put_pod("stunner-system", "op-1", cds.clone(), false, "127.0.0.1:1");
+    api.put_pod("stunner-system", "op-2", cds, true, &echo_addr.to_string());
     let client = kube_client(api_port);
 
     // The ready replica is preferred.

@@ -256,39 +256,20 @@ fn discovers_servers_through_the_kubernetes_api() {
         tokio::spawn(async move { axum::serve(l, stunner_auth_service::router(auth_state)).await });
         (cds, auth)
     });
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = l.local_addr().unwrap().port();
-    let api = fake_kube_api::FakeApi::start(l);
-    let pod = |name: &str, labels: serde_json::Value, to: std::net::SocketAddr| {
-        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "stunner-system", "labels": labels,
-                "annotations": {fake_kube_api::FORWARD_ANNOTATION: to.to_string()}},
-            "spec": {"containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
-    };
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        pod(
-            "operator",
-            serde_json::json!({"stunner.l7mp.io/config-discovery-service": "enabled"}),
-            cds,
-        ),
-    );
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        pod("auth", serde_json::json!({"app": "stunner-auth"}), auth),
+    let api = fake_kube_api::FakeApi::start_local();
+    api.put_cds_pod(&cds.to_string());
+    let auth_labels = serde_json::json!({"app": "stunner-auth"});
+    api.put_pod(
+        "stunner-system",
+        "auth",
+        auth_labels,
+        true,
+        &auth.to_string(),
     );
     let dir = std::env::temp_dir().join(format!("stunnerctl-k8s-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    api.write_kubeconfig(&kubeconfig);
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_stunnerctl"))
             .env("KUBECONFIG", &kubeconfig)

@@ -157,28 +157,11 @@ fn finds_the_cds_through_the_kubernetes_api() {
     let (port, health) = (free_port(), free_port());
     store.upsert(gw_config(port, health, "k8s"));
     let (cds, _task) = serve(&rt, store, "127.0.0.1:0");
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = l.local_addr().unwrap().port();
-    let api = fake_kube_api::FakeApi::start(l);
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "operator", "namespace": "stunner-system",
-                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
-                "annotations": {fake_kube_api::FORWARD_ANNOTATION: format!("127.0.0.1:{cds}")}},
-            "spec": {"containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running"}}),
-    );
+    let api = fake_kube_api::FakeApi::start_local();
+    api.put_cds_pod(&format!("127.0.0.1:{cds}"));
     let dir = tempdir("k8s-origin");
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    api.write_kubeconfig(&kubeconfig);
     let log = dir.join("log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stunnerd"))
         .env("KUBECONFIG", &kubeconfig)

@@ -322,28 +322,11 @@ fn k8s_target_from_the_cds() {
 
     // Without an address the CDS is found through the Kubernetes API and port-forwarded
     // (the in-repo fake API server forwards to the CDS above).
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api_port = l.local_addr().unwrap().port();
-    let api = fake_kube_api::FakeApi::start(l);
-    api.put(
-        "/api/v1/namespaces/stunner-system/pods",
-        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "operator", "namespace": "stunner-system",
-                "labels": {"stunner.l7mp.io/config-discovery-service": "enabled"},
-                "annotations": {fake_kube_api::FORWARD_ANNOTATION: format!("127.0.0.1:{cds}")}},
-            "spec": {"containers": [{"name": "c", "image": "x"}]},
-            "status": {"phase": "Running"}}),
-    );
+    let api = fake_kube_api::FakeApi::start_local();
+    api.put_cds_pod(&format!("127.0.0.1:{cds}"));
     let kubeconfig =
         std::env::temp_dir().join(format!("turncat-kubeconfig-{}", std::process::id()));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: f, cluster: {{server: \"http://127.0.0.1:{api_port}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: f, user: u}}}}]\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    api.write_kubeconfig(&kubeconfig);
     let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("CDS_SERVER_ADDR")
