@@ -268,6 +268,17 @@ fn lease(holder: &str, renewed: Timestamp) -> Value {
     })
 }
 
+/// The replica "me" competing for upstream's Lease.
+fn elector(client: Client) -> Elector {
+    Elector::new(
+        client,
+        "stunner-system",
+        "92062b70.l7mp.io",
+        "me",
+        std::time::Duration::from_secs(15),
+    )
+}
+
 #[tokio::test]
 async fn leadership_is_not_taken_from_a_live_holder() {
     let (client, log) = mock(|m, _, b| {
@@ -277,13 +288,7 @@ async fn leadership_is_not_taken_from_a_live_holder() {
             echo(m, "", b)
         }
     });
-    let e = Elector::new(
-        client,
-        "stunner-system",
-        "92062b70.l7mp.io",
-        "me",
-        std::time::Duration::from_secs(15),
-    );
+    let e = elector(client);
     assert!(!e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
     assert_eq!(
         requests(&log),
@@ -310,13 +315,7 @@ async fn an_expired_lease_is_taken_over_with_compare_and_swap() {
             echo(m, "", b)
         }
     });
-    let e = Elector::new(
-        client,
-        "stunner-system",
-        "92062b70.l7mp.io",
-        "me",
-        std::time::Duration::from_secs(15),
-    );
+    let e = elector(client);
     assert!(e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
     let log = log.lock().unwrap().clone();
     assert_eq!(log[1].0, "PUT");
@@ -341,13 +340,7 @@ async fn losing_the_race_for_a_lease_is_not_leadership() {
         ),
         _ => echo(m, "", b),
     });
-    let e = Elector::new(
-        client,
-        "stunner-system",
-        "92062b70.l7mp.io",
-        "me",
-        std::time::Duration::from_secs(15),
-    );
+    let e = elector(client);
     assert!(!e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
 }
 
@@ -360,13 +353,7 @@ async fn a_missing_lease_is_created() {
         ),
         _ => echo(m, "", b),
     });
-    let e = Elector::new(
-        client,
-        "stunner-system",
-        "92062b70.l7mp.io",
-        "me",
-        std::time::Duration::from_secs(15),
-    );
+    let e = elector(client);
     assert!(e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
     let log = log.lock().unwrap().clone();
     assert_eq!(
