@@ -37,6 +37,8 @@ struct Store {
     rv: u64,
     objects: BTreeMap<Coll, BTreeMap<(String, String), Value>>,
     history: Vec<Event>,
+    /// Collections answered with an error status (RBAC denial, API not served).
+    refused: BTreeMap<Coll, u16>,
 }
 
 /// The fake API server's state, shared with the test.
@@ -227,6 +229,13 @@ impl FakeApi {
         self.put_pod("stunner-system", "operator", labels, true, cds);
     }
 
+    /// Answers every request on the collection of `path` (e.g.
+    /// `/apis/discovery.k8s.io/v1/endpointslices`) with `code` from now on.
+    pub fn refuse(&self, path: &str, code: u16) {
+        let p = parse(&path.parse().unwrap()).unwrap();
+        self.store.lock().unwrap().refused.insert(p.coll, code);
+    }
+
     /// Reads an object (test checks).
     pub fn get(&self, path: &str) -> Option<Value> {
         let uri: Uri = path.parse().unwrap();
@@ -320,6 +329,11 @@ async fn handle(
     let Some(p) = parse(&uri) else {
         return status(404, "NotFound", "unknown path");
     };
+    let refused = api.store.lock().unwrap().refused.get(&p.coll).copied();
+    if let Some(code) = refused {
+        let reason = if code == 403 { "Forbidden" } else { "NotFound" };
+        return status(code, reason, "refused by the test");
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let ns = p.ns.clone().unwrap_or_default();
     match (method.as_str(), &p.name) {

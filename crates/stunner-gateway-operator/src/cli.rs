@@ -37,7 +37,8 @@ struct RunFlags {
     /// Minimum interval between renders.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
     throttle_timeout: Duration,
-    /// Accepted for compatibility: EndpointSlices are always used.
+    /// Watch v1 Endpoints instead of EndpointSlices (upstream's spelling, sic). Without
+    /// it, Endpoints are still used when the API does not serve or allow EndpointSlices.
     #[arg(long = "disable-endpontslice-controller", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     disable_endpointslice_controller: bool,
     /// On exit, mark our classes and Gateways unavailable and delete the dataplanes.
@@ -283,9 +284,6 @@ pub fn main() -> ExitCode {
 }
 
 fn run_kubernetes(f: RunFlags) -> ExitCode {
-    if f.disable_endpointslice_controller {
-        tracing::warn!(target: "operator", "--disable-endpontslice-controller is ignored: EndpointSlices are always used");
-    }
     let cds_service = f.cds_service_address.clone().unwrap_or_else(|| {
         format!(
             "stunner-config-discovery.{}.svc:{}",
@@ -310,6 +308,11 @@ fn run_kubernetes(f: RunFlags) -> ExitCode {
         lease_namespace: f.namespace,
         identity,
         finalizer: f.enable_finalizer,
+        endpoint_source: if f.disable_endpointslice_controller {
+            crate::k8s::watch::EndpointSource::Endpoints
+        } else {
+            crate::k8s::watch::EndpointSource::EndpointSlices
+        },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

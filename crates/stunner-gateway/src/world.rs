@@ -8,7 +8,7 @@ use gateway_api::apis::experimental::udproutes::UdpRoute;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
@@ -32,6 +32,7 @@ pub enum Object {
     StaticService(StaticService),
     Service(Service),
     EndpointSlice(EndpointSlice),
+    Endpoints(Endpoints),
     Secret(Secret),
     Namespace(Namespace),
     Node(Node),
@@ -52,6 +53,8 @@ pub enum Kind {
     StaticService,
     Service,
     EndpointSlice,
+    /// `v1.Endpoints`, watched instead of EndpointSlices when those are off or not served.
+    Endpoints,
     Secret,
     Namespace,
     Node,
@@ -61,7 +64,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::GatewayClass,
         Self::Gateway,
         Self::UDPRoute,
@@ -71,6 +74,7 @@ impl Kind {
         Self::StaticService,
         Self::Service,
         Self::EndpointSlice,
+        Self::Endpoints,
         Self::Secret,
         Self::Namespace,
         Self::Node,
@@ -92,6 +96,7 @@ impl Object {
             Self::StaticService(_) => Kind::StaticService,
             Self::Service(_) => Kind::Service,
             Self::EndpointSlice(_) => Kind::EndpointSlice,
+            Self::Endpoints(_) => Kind::Endpoints,
             Self::Secret(_) => Kind::Secret,
             Self::Namespace(_) => Kind::Namespace,
             Self::Node(_) => Kind::Node,
@@ -114,6 +119,7 @@ pub struct World {
     pub static_services: BTreeMap<Key, StaticService>,
     pub services: BTreeMap<Key, Service>,
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
+    pub endpoints: BTreeMap<Key, Endpoints>,
     pub secrets: BTreeMap<Key, Secret>,
     pub namespaces: BTreeMap<Key, Namespace>,
     pub nodes: BTreeMap<Key, Node>,
@@ -147,6 +153,7 @@ impl World {
             Object::StaticService(o) => _ = self.static_services.insert(key(&o.metadata), o),
             Object::Service(o) => _ = self.services.insert(key(&o.metadata), o),
             Object::EndpointSlice(o) => _ = self.endpoint_slices.insert(key(&o.metadata), o),
+            Object::Endpoints(o) => _ = self.endpoints.insert(key(&o.metadata), o),
             Object::Secret(o) => _ = self.secrets.insert(key(&o.metadata), o),
             Object::Namespace(o) => _ = self.namespaces.insert(key(&o.metadata), o),
             Object::Node(o) => _ = self.nodes.insert(key(&o.metadata), o),
@@ -167,6 +174,7 @@ impl World {
             Object::StaticService(o) => _ = self.static_services.remove(&key(&o.metadata)),
             Object::Service(o) => _ = self.services.remove(&key(&o.metadata)),
             Object::EndpointSlice(o) => _ = self.endpoint_slices.remove(&key(&o.metadata)),
+            Object::Endpoints(o) => _ = self.endpoints.remove(&key(&o.metadata)),
             Object::Secret(o) => _ = self.secrets.remove(&key(&o.metadata)),
             Object::Namespace(o) => _ = self.namespaces.remove(&key(&o.metadata)),
             Object::Node(o) => _ = self.nodes.remove(&key(&o.metadata)),
@@ -187,6 +195,7 @@ impl World {
             Kind::StaticService => self.static_services.clear(),
             Kind::Service => self.services.clear(),
             Kind::EndpointSlice => self.endpoint_slices.clear(),
+            Kind::Endpoints => self.endpoints.clear(),
             Kind::Secret => self.secrets.clear(),
             Kind::Namespace => self.namespaces.clear(),
             Kind::Node => self.nodes.clear(),
@@ -320,6 +329,7 @@ impl Object {
             "StaticService" if stunner => de!(StaticService),
             "Service" if group.is_empty() => de!(Service),
             "EndpointSlice" if group == "discovery.k8s.io" => de!(EndpointSlice),
+            "Endpoints" if group.is_empty() => de!(Endpoints),
             "Secret" if group.is_empty() => de!(Secret),
             "Namespace" if group.is_empty() => de!(Namespace),
             "Node" if group.is_empty() => de!(Node),

@@ -47,6 +47,8 @@ pub struct RunConfig {
     pub identity: String,
     /// Invalidate statuses and delete dataplanes on shutdown.
     pub finalizer: bool,
+    /// Where Service backends' addresses come from.
+    pub endpoint_source: watch::EndpointSource,
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, Error> {
@@ -165,7 +167,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
     });
 
     let (tx, mut rx) = mpsc::channel(200);
-    watch::start(client.clone(), tx).await;
+    watch::start(client.clone(), tx, cfg.endpoint_source).await;
     let mut world = World::new();
     let mut synced = BTreeSet::new();
     let mut dirty = false;

@@ -9,7 +9,7 @@ use gateway_api::apis::experimental::udproutes::UdpRoute;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -67,20 +67,33 @@ fn spawn<K>(
     });
 }
 
-/// Whether the API serves a kind (the Gateway API UDPRoute CRD is optional).
-async fn served<K>(api: &Api<K>) -> bool
+/// Whether the API serves a kind (the Gateway API UDPRoute CRD is optional): `Err` with
+/// the HTTP status when listing it is refused outright (404, or 403 when `forbidden_too`);
+/// other errors count as served, the watcher retries them.
+async fn served<K>(api: &Api<K>, forbidden_too: bool) -> Result<(), u16>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
     match api.list(&kube::api::ListParams::default().limit(1)).await {
-        Ok(_) => true,
-        Err(kube::Error::Api(e)) if e.code == 404 => false,
-        Err(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 || (forbidden_too && e.code == 403) => {
+            Err(e.code)
+        }
+        _ => Ok(()),
     }
 }
 
+/// Where Service backends' addresses come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointSource {
+    /// `discovery.k8s.io/v1` EndpointSlices, falling back to `v1.Endpoints` when the API
+    /// does not serve them or forbids listing them.
+    EndpointSlices,
+    /// `v1.Endpoints` only (`--disable-endpontslice-controller`).
+    Endpoints,
+}
+
 /// Starts every watcher; kinds the API does not serve are reported synced and empty.
-pub async fn start(client: Client, tx: mpsc::Sender<Change>) {
+pub async fn start(client: Client, tx: mpsc::Sender<Change>, source: EndpointSource) {
     let owned = format!("{}={}", names::OWNED_BY_LABEL, names::OWNED_BY_VALUE);
     let all = watcher::Config::default;
     spawn(
@@ -105,7 +118,7 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>) {
         tx.clone(),
     );
     let v1a2 = Api::<UdpRoute>::all(client.clone());
-    if served(&v1a2).await {
+    if served(&v1a2, false).await.is_ok() {
         spawn(
             v1a2,
             all(),
@@ -147,13 +160,42 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>) {
         Object::Service,
         tx.clone(),
     );
-    spawn(
-        Api::<EndpointSlice>::all(client.clone()),
-        all(),
-        Kind::EndpointSlice,
-        Object::EndpointSlice,
-        tx.clone(),
-    );
+    let slices = Api::<EndpointSlice>::all(client.clone());
+    let use_slices = match source {
+        EndpointSource::Endpoints => {
+            tracing::info!(target: "operator", "EndpointSlices disabled, watching v1 Endpoints");
+            false
+        }
+        EndpointSource::EndpointSlices => match served(&slices, true).await {
+            Ok(()) => true,
+            Err(code) => {
+                tracing::warn!(target: "operator", code, "cannot list EndpointSlices, falling back to v1 Endpoints");
+                false
+            }
+        },
+    };
+    // The unused source is reported synced and empty, so renders do not wait for it.
+    if use_slices {
+        spawn(
+            slices,
+            all(),
+            Kind::EndpointSlice,
+            Object::EndpointSlice,
+            tx.clone(),
+        );
+        let _ = tx.send(Change::Replace(Kind::Endpoints, Vec::new())).await;
+    } else {
+        spawn(
+            Api::<Endpoints>::all(client.clone()),
+            all(),
+            Kind::Endpoints,
+            Object::Endpoints,
+            tx.clone(),
+        );
+        let _ = tx
+            .send(Change::Replace(Kind::EndpointSlice, Vec::new()))
+            .await;
+    }
     spawn(
         Api::<Secret>::all(client.clone()),
         all(),

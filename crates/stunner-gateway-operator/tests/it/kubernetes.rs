@@ -356,3 +356,74 @@ fn metrics_and_the_finalizer() {
         .to_string();
     assert!(msg.contains("operator unavailable"), "{msg}");
 }
+
+/// The endpoint addresses of the first cluster of `stunner/udp-gateway`'s config on the
+/// CDS, without the port range suffix (`10.0.0.1:<9-9>`; IPv4 only).
+fn cds_cluster_endpoints(cds_port: u16) -> Option<Vec<String>> {
+    let body = http_get(cds_port, "/api/v1/configs/stunner/udp-gateway")?;
+    let (_, json) = body.split_once("\r\n\r\n")?;
+    let cfg: Value = serde_json::from_str(json).ok()?;
+    let eps = cfg["clusters"][0]["endpoints"].as_array()?;
+    let ip = |e: &Value| {
+        e.as_str()
+            .map(|s| s.split(':').next().unwrap_or(s).to_string())
+    };
+    Some(eps.iter().filter_map(ip).collect())
+}
+
+fn put_endpoints(api: &FakeApi, ips: &[&str]) {
+    let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+    api.put("/api/v1/namespaces/default/endpoints", json!({
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "media", "namespace": "default"},
+        "subsets": [{"addresses": addresses, "notReadyAddresses": [{"ip": "10.244.5.5"}]}]}));
+}
+
+/// `--disable-endpontslice-controller` takes backend addresses from v1 Endpoints (ready
+/// and not ready), not from the EndpointSlices that are also there.
+#[test]
+fn endpoints_instead_of_endpoint_slices_when_disabled() {
+    let api = FakeApi::start_local();
+    seed(&api, free_port(), 9); // its EndpointSlice says 127.0.0.1
+    put_endpoints(&api, &["10.244.1.1"]);
+    let cds_port = free_port();
+    let _op = Operator(start_operator(
+        &api,
+        "no-eps",
+        cds_port,
+        None,
+        &["--disable-endpontslice-controller"],
+        &[],
+    ));
+    wait_for(
+        "the Endpoints addresses on the CDS",
+        Duration::from_secs(20),
+        || cds_cluster_endpoints(cds_port).is_some_and(|e| e == ["10.244.1.1", "10.244.5.5"]),
+    );
+}
+
+/// An API that refuses EndpointSlices (RBAC without `endpointslices`, or a cluster that
+/// does not serve them) makes the operator fall back to v1 Endpoints, and watch them.
+#[test]
+fn falls_back_to_endpoints_when_endpoint_slices_are_refused() {
+    let api = FakeApi::start_local();
+    api.refuse("/apis/discovery.k8s.io/v1/endpointslices", 403);
+    seed(&api, free_port(), 9);
+    put_endpoints(&api, &["10.244.1.1"]);
+    let cds_port = free_port();
+    let _op = Operator(start_operator(&api, "eps-403", cds_port, None, &[], &[]));
+    wait_for(
+        "the Endpoints addresses on the CDS",
+        Duration::from_secs(20),
+        || cds_cluster_endpoints(cds_port).is_some_and(|e| e == ["10.244.1.1", "10.244.5.5"]),
+    );
+    // A change of the Endpoints reaches the CDS: the fallback watches, not only lists.
+    put_endpoints(&api, &["10.244.1.1", "10.244.1.2"]);
+    wait_for(
+        "the new address on the CDS",
+        Duration::from_secs(20),
+        || {
+            cds_cluster_endpoints(cds_port)
+                .is_some_and(|e| e == ["10.244.1.1", "10.244.1.2", "10.244.5.5"])
+        },
+    );
+}

@@ -295,7 +295,9 @@ fn port_range(b: &BackendRef) -> Result<Option<(i32, i32)>, String> {
 
 /// The endpoints of a Service: with endpoint discovery, every address of its
 /// EndpointSlices (terminating ones too, so sessions survive a backend's graceful
-/// shutdown) plus its ClusterIPs; without, its cluster DNS name (STRICT_DNS).
+/// shutdown) and of its `v1.Endpoints` (not-ready ones too; the operator watches these
+/// only when EndpointSlices are off or not served), plus its ClusterIPs; without
+/// discovery, its cluster DNS name (STRICT_DNS).
 fn service_endpoints(
     world: &World,
     opts: &RenderOptions,
@@ -335,6 +337,13 @@ fn service_endpoints(
             eps.extend(ep.addresses.iter().cloned());
         }
     }
+    if let Some(e) = world.endpoints.get(&(ns.to_string(), name.to_string())) {
+        for subset in e.subsets.iter().flatten() {
+            let ready = subset.addresses.iter().flatten();
+            let not_ready = subset.not_ready_addresses.iter().flatten();
+            eps.extend(ready.chain(not_ready).map(|a| a.ip.clone()));
+        }
+    }
     let spec = svc.spec.as_ref();
     let mut ips: Vec<String> = spec.and_then(|s| s.cluster_ips.clone()).unwrap_or_default();
     if let Some(ip) = spec.and_then(|s| s.cluster_ip.clone())
@@ -343,5 +352,8 @@ fn service_endpoints(
         ips.push(ip);
     }
     eps.extend(ips.into_iter().filter(|ip| !ip.is_empty() && ip != "None"));
+    // Both sources may name the same address (a manifest set with both kinds).
+    let mut seen = std::collections::BTreeSet::new();
+    eps.retain(|ip| seen.insert(ip.clone()));
     Ok((ClusterType::Static, eps))
 }
