@@ -3,14 +3,20 @@
 # server pinned to core 1 and the load generator to core 0. Prints one line per figure
 # with both values and the ratio stunnerd/coturn. Everything stays on 127.0.0.1.
 #
-#   bench/run.sh            # DURATION=5 ALLOCS=10 HOLD=2000 by default
+#   bench/run.sh            # DURATION=5 ALLOCS=10 HOLD=2000 REPS=3 LAT_REPS=7 by
+#                           # default; each figure is the median of REPS (LAT_REPS for
+#                           # the latency case) alternated runs per server
 #   TINY=1 bench/run.sh     # a few hundred ms per case on debug builds: the test
 #                           # suite's check that the benchmark runs, not a measurement
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${TINY:-}" ]; then
-  DURATION=${DURATION:-0.3}; ALLOCS=${ALLOCS:-4}; HOLD=${HOLD:-50}; PROFILE=debug
+  DURATION=${DURATION:-0.3}; ALLOCS=${ALLOCS:-4}; HOLD=${HOLD:-50}; PROFILE=debug; REPS=${REPS:-1}; LAT_REPS=${LAT_REPS:-1}
 fi
+REPS=${REPS:-3}
+# RTT p99 on this shared machine is bimodal (0.1 ms, or several ms when the host stalls,
+# for either server): the latency case takes the median of more runs.
+LAT_REPS=${LAT_REPS:-7}
 DURATION=${DURATION:-5}
 ALLOCS=${ALLOCS:-10}
 HOLD=${HOLD:-2000}
@@ -71,23 +77,39 @@ compare() { # case, file a, label a, file b, label b
     printf '%-34s %-24s %s=%-12s %s=%-12s ratio=%s\n' "$name" "$key" "$la" "$a" "$lb" "$b" "$ratio"
   done
 }
-run_case() { # case name, turnload args...
+# The median of each figure over files (REPS of them, alternated runs), as key=value lines.
+medians() {
+  for key in $KEYS; do
+    v=$(for f in "$@"; do get "$f" "$key"; done | sort -g)
+    [ -n "$v" ] || continue
+    n=$(printf '%s\n' "$v" | wc -l)
+    echo "$key=$(printf '%s\n' "$v" | sed -n "$(( (n + 1) / 2 ))p")"
+  done
+}
+run_case() { # case name, turnload args...; stunnerd and coturn alternate REPS times
   local name=$1; shift
-  start_stunnerd -u 1; load stunnerd "$@" >"$tmp/$name.s"; stop
-  start_coturn;        load coturn   "$@" >"$tmp/$name.c"; stop
+  for r in $(seq "$REPS"); do
+    start_stunnerd -u 1; load stunnerd "$@" >"$tmp/$name.s.$r"; stop
+    start_coturn;        load coturn   "$@" >"$tmp/$name.c.$r"; stop
+  done
+  medians "$tmp/$name".s.* >"$tmp/$name.s"
+  medians "$tmp/$name".c.* >"$tmp/$name.c"
   compare "$name" "$tmp/$name.s" stunnerd "$tmp/$name.c" coturn
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $PROFILE build"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $PROFILE build, median of $REPS runs each"
 # 1. Unbatched ChannelData: one datagram per send, 8 in flight per allocation.
 run_case "channeldata_100B_closed" --allocations "$ALLOCS" --size 100 --duration "$DURATION"
 run_case "channeldata_1200B_closed" --allocations "$ALLOCS" --size 1200 --duration "$DURATION"
 # 2. Media-like bursts: 8 equal 1200 B datagrams per send, the generator using GSO.
 run_case "channeldata_1200B_burst8_gso" --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION"
 # The same burst load on stunnerd without GSO/GRO: what batching through the kernel buys.
-start_stunnerd -u 1; load stunnerd --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/gso.s"; stop
-STUNNERD_ENV="STUNNERD_NO_GSO=1 STUNNERD_NO_GRO=1" start_stunnerd -u 1
-load stunnerd_nogso --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/nogso.s"; stop
+for r in $(seq "$REPS"); do
+  start_stunnerd -u 1; load stunnerd --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/gso.s.$r"; stop
+  STUNNERD_ENV="STUNNERD_NO_GSO=1 STUNNERD_NO_GRO=1" start_stunnerd -u 1
+  load stunnerd_nogso --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/nogso.s.$r"; stop
+done
+medians "$tmp"/gso.s.* >"$tmp/gso.s"; medians "$tmp"/nogso.s.* >"$tmp/nogso.s"
 compare "burst8_gso_vs_no_gso" "$tmp/gso.s" stunnerd "$tmp/nogso.s" no_gso
 # 3. Allocation churn (allocate, then Refresh 0) and memory per held allocation.
 run_case "allocation_churn" --churn --allocations 32 --duration "$DURATION"
@@ -95,18 +117,15 @@ run_case "hold_${HOLD}_allocations" --allocations "$HOLD" --size 100 --duration 
 # 4. Latency at half of coturn's maximum rate (from case 1), both servers paced the same.
 max=$(get "$tmp/channeldata_100B_closed.c" delivered_per_s)
 half=$(awk -v m="${max:-2000}" 'BEGIN { r = int(m / 2); if (r < 100) r = 100; print r }')
-run_case "paced_half_coturn_max_${half}pps" --allocations "$ALLOCS" --size 100 --rate "$half" --duration "$DURATION"
+REPS=$LAT_REPS run_case "paced_half_coturn_max_${half}pps" --allocations "$ALLOCS" --size 100 --rate "$half" --duration "$DURATION"
 # 5. A fixed paced load, where every datagram can wake the server.
 run_case "paced_40k_pps" --allocations "$ALLOCS" --size 100 --rate 40000 --duration "$DURATION"
-# 6. Shared-nothing workers: two SO_REUSEPORT sockets, clients spread over both, vs one.
-#    Alternated three times each, medians compared: this machine's noise is larger than
-#    the effect being checked.
-for r in 1 2 3; do
+# 6. Shared-nothing workers: two SO_REUSEPORT sockets, clients spread over both, vs one,
+#    alternated like the other cases.
+for r in $(seq "$REPS"); do
   for u in 1 2; do
     start_stunnerd -u "$u"; load "stunnerd_u$u" --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION" >"$tmp/u$u.$r"; stop
   done
 done
-median() { for f in "$@"; do get "$f" cpu_us_per_datagram; done | sort -g | sed -n 2p; }
-m1=$(median "$tmp"/u1.*); m2=$(median "$tmp"/u2.*)
-echo "cpu_us_per_datagram=$m1" >"$tmp/u1.med"; echo "cpu_us_per_datagram=$m2" >"$tmp/u2.med"
-compare "two_workers_vs_one_median_of_3" "$tmp/u2.med" u2 "$tmp/u1.med" u1
+medians "$tmp"/u1.* >"$tmp/u1.med"; medians "$tmp"/u2.* >"$tmp/u2.med"
+compare "two_workers_vs_one" "$tmp/u2.med" u2 "$tmp/u1.med" u1
