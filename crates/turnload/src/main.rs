@@ -303,8 +303,18 @@ fn run(a: &Args) -> Result<(), String> {
                 next_send += interval;
             }
         }
+        // epoll waits in whole milliseconds (mio rounds up): a paced sender that slept
+        // until its next slot would wake up to 1 ms late and then send the missed slots
+        // as one burst, adding its own queueing to the RTTs it measures. Below a
+        // millisecond it polls without sleeping instead (the generator has a core to
+        // itself in the benchmark).
         let timeout = if paced {
-            next_send.saturating_duration_since(Instant::now())
+            let t = next_send.saturating_duration_since(Instant::now());
+            if t < Duration::from_millis(1) {
+                Duration::ZERO
+            } else {
+                t
+            }
         } else {
             Duration::from_millis(100)
         };
