@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stunner_turn::Received;
 
-use crate::support::{TurnClient, echo_peer, free_port, stunnerd, tempdir};
+use crate::support::{EchoPeer, TurnClient, free_port, stunnerd, tempdir};
 use fake_kube_api::FakeApi;
 
 struct Operator(Child);
@@ -187,7 +187,8 @@ fn condition(obj: &Value, ty: &str) -> Option<String> {
 #[test]
 fn operator_against_fake_api_feeds_stunnerd_over_cds() {
     let api = FakeApi::start_local();
-    let peer = echo_peer();
+    let echo = EchoPeer::start();
+    let peer = echo.addr;
     let turn_port = free_port();
     seed(&api, turn_port, peer.port());
     let cds_port = free_port();

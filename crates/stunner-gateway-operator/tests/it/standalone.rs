@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use stunner_turn::Received;
 
-use crate::support::{TurnClient, echo_peer, free_port, stunnerd, tempdir};
+use crate::support::{EchoPeer, TurnClient, free_port, stunnerd, tempdir};
 
 struct Operator(Child);
 
@@ -64,7 +64,8 @@ fn standalone_operator_feeds_stunnerd_and_follows_file_edits() {
         "all:WARN",
     ]);
 
-    let peer = echo_peer();
+    let echo = EchoPeer::start();
+    let peer = echo.addr;
     let mut first = TurnClient::new(turn_port, "user-1", "pass-1");
     let r = first.allocate(Duration::from_secs(20));
     assert!(matches!(r, Received::Allocated { .. }), "allocate: {r:?}");

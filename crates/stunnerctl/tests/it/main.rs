@@ -1,22 +1,13 @@
 //! stunnerctl against a CDS server, a stunnerd and an auth service on loopback.
 #![allow(clippy::unwrap_used)] // a test fails loudly by design
 
-use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
 use stunner_config::StunnerConfig;
 
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+use stunner_test_support::free_port;
 
 fn ctl(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_stunnerctl"))

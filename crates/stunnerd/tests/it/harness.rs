@@ -1,39 +1,19 @@
-//! Starting stunnerd, talking HTTP to its admin port, and a TURN client on a real socket.
+//! Starting stunnerd and talking HTTP to its admin port; the TURN client, echo peer,
+//! free ports and temp dirs come from `stunner-test-support`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stunner_turn::{Client, Received, Request, TransportKind};
-
-/// A free port on 127.0.0.1 (UDP and TCP both free at the time of asking).
-pub fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+pub use stunner_test_support::{EchoPeer, TurnClient, free_port, tempdir};
 
 pub struct Stunnerd {
     pub child: Child,
     pub health: u16,
     pub dir: PathBuf,
     pub log: PathBuf,
-}
-
-pub fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "stunnerd-it-{tag}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 impl Stunnerd {
@@ -146,97 +126,6 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let code = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     Some((code, body))
-}
-
-/// A TURN client on a real UDP socket.
-pub struct TurnClient {
-    pub sock: UdpSocket,
-    pub server: SocketAddr,
-    pub client: Client,
-}
-
-impl TurnClient {
-    pub fn new(server_port: u16, user: &str, pass: &str) -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        Self {
-            sock,
-            server: SocketAddr::from(([127, 0, 0, 1], server_port)),
-            client: Client::new(user, pass, TransportKind::Datagram, 11),
-        }
-    }
-
-    pub fn recv(&mut self) -> Option<(Received, Vec<u8>)> {
-        let mut buf = [0u8; 2048];
-        let (n, _) = self.sock.recv_from(&mut buf).ok()?;
-        let b = buf[..n].to_vec();
-        Some((self.client.receive(&b), b))
-    }
-
-    /// Sends a request (with the 401 dance), returns the answer.
-    pub fn request(&mut self, req: Request) -> Received {
-        let mut bytes = self.client.request(req);
-        for _ in 0..4 {
-            self.sock.send_to(&bytes, self.server).unwrap();
-            let Some((r, _)) = self.recv() else {
-                return Received::Ignored;
-            };
-            match r {
-                Received::Retry(b) => bytes = b,
-                other => return other,
-            }
-        }
-        Received::Ignored
-    }
-
-    pub fn send_channel(&mut self, ch: u16, data: &[u8]) {
-        let f = self.client.channel_data(ch, data);
-        self.sock.send_to(&f, self.server).unwrap();
-    }
-}
-
-/// A UDP echo peer on 127.0.0.1 that runs until dropped.
-pub struct EchoPeer {
-    pub addr: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    pub received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl EchoPeer {
-    pub fn start() -> Self {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (s2, r2) = (stop.clone(), received.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    r2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = sock.send_to(&buf[..n], from);
-                }
-            }
-        });
-        Self {
-            addr,
-            stop,
-            received,
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Drop for EchoPeer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// A config with static user/pass, one UDP and one TCP listener on `port`, routed to

@@ -9,15 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-fn free_port() -> u16 {
-    loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
+use stunner_test_support::free_port;
 
 fn echo_peer() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
