@@ -60,6 +60,24 @@ async fn load_cds(url: &str, id: &str) -> Result<StunnerConfig, Error> {
         .map_err(|e| Error::Origin(url.to_string(), e.to_string()))
 }
 
+/// Runs stunnerd on a thread of its own (a one-worker runtime) and returns at once: for
+/// embedding it in tests and tools. The thread ends with stunnerd's exit code.
+pub fn spawn(args: Args) -> std::thread::JoinHandle<ExitCode> {
+    std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => {
+                eprintln!("stunnerd: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 /// Runs stunnerd; the exit code of the process.
 pub async fn run(args: Args) -> ExitCode {
     // GSO can be switched off to compare (benchmarks) or where it misbehaves.

@@ -10,12 +10,5 @@ pub fn stunnerd(args: &[&str]) {
     let mut all = vec!["stunnerd"];
     all.extend_from_slice(args);
     let args = stunnerd::cli::Args::parse_from(all);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(stunnerd::run::run(args));
-    });
+    stunnerd::run::spawn(args);
 }

@@ -79,14 +79,7 @@ clusters:
         "-l",
         "all:WARN",
     ]);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(stunnerd::run::run(args));
-    });
+    stunnerd::run::spawn(args);
     let cds_addr = format!("127.0.0.1:{cds}");
     let base = ["--cds-server-address", cds_addr.as_str(), "-n", "ns"];
 

@@ -56,14 +56,7 @@ clusters:
         "-l",
         "all:WARN",
     ]);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(stunnerd::run::run(args));
-    });
+    stunnerd::run::spawn(args);
     // Wait for the health server, which starts after the listeners.
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", health)).is_ok() {
