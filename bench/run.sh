@@ -86,15 +86,20 @@ medians() {
     echo "$key=$(printf '%s\n' "$v" | sed -n "$(( (n + 1) / 2 ))p")"
   done
 }
-run_case() { # case name, turnload args...; stunnerd and coturn alternate REPS times
-  local name=$1; shift
+# Two servers under the same load, alternated REPS times; medians compared.
+run_pair() { # case name, label a, start a, label b, start b, turnload args...
+  local name=$1 la=$2 sa=$3 lb=$4 sb=$5; shift 5
   for r in $(seq "$REPS"); do
-    start_stunnerd -u 1; load stunnerd "$@" >"$tmp/$name.s.$r"; stop
-    start_coturn;        load coturn   "$@" >"$tmp/$name.c.$r"; stop
+    eval "$sa"; load "$la" "$@" >"$tmp/$name.a.$r"; stop
+    eval "$sb"; load "$lb" "$@" >"$tmp/$name.b.$r"; stop
   done
-  medians "$tmp/$name".s.* >"$tmp/$name.s"
-  medians "$tmp/$name".c.* >"$tmp/$name.c"
-  compare "$name" "$tmp/$name.s" stunnerd "$tmp/$name.c" coturn
+  medians "$tmp/$name".a.* >"$tmp/$name.a"
+  medians "$tmp/$name".b.* >"$tmp/$name.b"
+  compare "$name" "$tmp/$name.a" "$la" "$tmp/$name.b" "$lb"
+}
+run_case() { # case name, turnload args...: stunnerd (one worker) against coturn
+  local name=$1; shift
+  run_pair "$name" stunnerd "start_stunnerd -u 1" coturn start_coturn "$@"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $PROFILE build, median of $REPS runs each"
@@ -104,28 +109,19 @@ run_case "channeldata_1200B_closed" --allocations "$ALLOCS" --size 1200 --durati
 # 2. Media-like bursts: 8 equal 1200 B datagrams per send, the generator using GSO.
 run_case "channeldata_1200B_burst8_gso" --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION"
 # The same burst load on stunnerd without GSO/GRO: what batching through the kernel buys.
-for r in $(seq "$REPS"); do
-  start_stunnerd -u 1; load stunnerd --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/gso.s.$r"; stop
-  STUNNERD_ENV="STUNNERD_NO_GSO=1 STUNNERD_NO_GRO=1" start_stunnerd -u 1
-  load stunnerd_nogso --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION" >"$tmp/nogso.s.$r"; stop
-done
-medians "$tmp"/gso.s.* >"$tmp/gso.s"; medians "$tmp"/nogso.s.* >"$tmp/nogso.s"
-compare "burst8_gso_vs_no_gso" "$tmp/gso.s" stunnerd "$tmp/nogso.s" no_gso
+run_pair "burst8_gso_vs_no_gso" stunnerd "start_stunnerd -u 1" \
+  no_gso 'STUNNERD_ENV="STUNNERD_NO_GSO=1 STUNNERD_NO_GRO=1" start_stunnerd -u 1' \
+  --allocations "$ALLOCS" --size 1200 --window 16 --burst 8 --gso --duration "$DURATION"
 # 3. Allocation churn (allocate, then Refresh 0) and memory per held allocation.
 run_case "allocation_churn" --churn --allocations 32 --duration "$DURATION"
 run_case "hold_${HOLD}_allocations" --allocations "$HOLD" --size 100 --duration 1
 # 4. Latency at half of coturn's maximum rate (from case 1), both servers paced the same.
-max=$(get "$tmp/channeldata_100B_closed.c" delivered_per_s)
+max=$(get "$tmp/channeldata_100B_closed.b" delivered_per_s)
 half=$(awk -v m="${max:-2000}" 'BEGIN { r = int(m / 2); if (r < 100) r = 100; print r }')
 REPS=$LAT_REPS run_case "paced_half_coturn_max_${half}pps" --allocations "$ALLOCS" --size 100 --rate "$half" --duration "$DURATION"
 # 5. A fixed paced load, where every datagram can wake the server.
 run_case "paced_40k_pps" --allocations "$ALLOCS" --size 100 --rate 40000 --duration "$DURATION"
 # 6. Shared-nothing workers: two SO_REUSEPORT sockets, clients spread over both, vs one,
 #    alternated like the other cases.
-for r in $(seq "$REPS"); do
-  for u in 1 2; do
-    start_stunnerd -u "$u"; load "stunnerd_u$u" --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION" >"$tmp/u$u.$r"; stop
-  done
-done
-medians "$tmp"/u1.* >"$tmp/u1.med"; medians "$tmp"/u2.* >"$tmp/u2.med"
-compare "two_workers_vs_one" "$tmp/u2.med" u2 "$tmp/u1.med" u1
+run_pair "two_workers_vs_one" u2 "start_stunnerd -u 2" u1 "start_stunnerd -u 1" \
+  --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION"

@@ -39,11 +39,10 @@ pub(crate) fn udp_listener(port: u16, reuse_port: bool) -> Result<std::net::UdpS
     // Room for bursts while a worker is busy.
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
-    // UDP GRO: a client's GSO burst arrives as one buffer (RFC 8656 ChannelData is split
-    // per segment by the read path). Session 2 saw loss with GRO on listeners and relays
-    // together at a paced 40 k/s; session 3 could not reproduce it (5 paired runs at 40 k
-    // and 55 k/s: loss at noise level either way), while GSO bursts of 8 x 1200 B cost
-    // 15-20 % less server CPU with it. `STUNNERD_NO_GRO=1` turns it off.
+    // UDP GRO: a client's GSO burst arrives as one buffer, which the read path splits
+    // per segment. Bursts of 8 x 1200 B cost 15-20 % less server CPU with it, and paired
+    // paced runs lose no more without it (docs/PERFORMANCE.md). `STUNNERD_NO_GRO=1`
+    // turns it off.
     crate::batch::enable_gro(std::os::fd::AsRawFd::as_raw_fd(&s));
     Ok(s.into())
 }
