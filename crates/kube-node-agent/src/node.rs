@@ -82,7 +82,7 @@ pub async fn heartbeat(agent: &Agent, kubelet_port: u16) -> Result<()> {
         .patch_status(&agent.node, &PatchParams::default(), &Patch::Strategic(status))
         .await?;
     let leases: Api<Lease> = Api::namespaced(agent.client.clone(), "kube-node-lease");
-    let micro = jiff::Timestamp::now().to_string();
+    let micro = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",

@@ -93,7 +93,18 @@ pub fn main() -> ExitCode {
             }
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(stunner_cds::client::watch(cds.clone(), None, None, tx));
+        // Ready once the CDS has answered: with no Gateway yet it has no config to send,
+        // and a freshly installed control plane must still become ready (helm --wait).
+        let (up_tx, mut up_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(stunner_cds::client::watch_connected(cds.clone(), None, None, tx, Some(up_tx)));
+        let synced = state.clone();
+        tokio::spawn(async move {
+            while up_rx.changed().await.is_ok() {
+                if *up_rx.borrow() {
+                    synced.mark_synced();
+                }
+            }
+        });
         let feed = state.clone();
         tokio::spawn(async move {
             while let Some(c) = rx.recv().await {

@@ -69,6 +69,12 @@ impl AppState {
         }
     }
 
+    /// Records that the CDS has answered (even with no config at all).
+    pub fn mark_synced(&self) {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The ids known.
     pub fn ids(&self) -> Vec<String> {
         self.configs

@@ -119,9 +119,26 @@ pub async fn watch(
     node: Option<String>,
     tx: mpsc::Sender<StunnerConfig>,
 ) {
+    watch_connected(addr, id, node, tx, None).await
+}
+
+/// [`watch`], also telling `connected` each time a watch connection is up (`true`) and
+/// when it breaks (`false`): a CDS server with no configs sends nothing, so this is how
+/// a client learns that it has heard everything there is.
+pub async fn watch_connected(
+    addr: String,
+    id: Option<String>,
+    node: Option<String>,
+    tx: mpsc::Sender<StunnerConfig>,
+    connected: Option<tokio::sync::watch::Sender<bool>>,
+) {
     let mut retry = RETRY;
     loop {
-        match watch_once(&addr, id.as_deref(), node.as_deref(), &tx).await {
+        let res = watch_once(&addr, id.as_deref(), node.as_deref(), &tx, connected.as_ref()).await;
+        if let Some(c) = &connected {
+            c.send_replace(false);
+        }
+        match res {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(target: "cds-client", error = %e, "config watch interrupted, retrying in {retry:?}");
@@ -141,6 +158,7 @@ async fn watch_once(
     id: Option<&str>,
     node: Option<&str>,
     tx: &mpsc::Sender<StunnerConfig>,
+    connected: Option<&tokio::sync::watch::Sender<bool>>,
 ) -> Result<(), Error> {
     let hp = host_port(addr)?;
     let url = format!("ws://{hp}{}", path(id, node, true)?);
@@ -156,6 +174,9 @@ async fn watch_once(
     .map_err(|_| transport(&"connect timed out"))?
     .map_err(|e| transport(&e))?;
     tracing::info!(target: "cds-client", server = %hp, "watching configs");
+    if let Some(c) = connected {
+        c.send_replace(true);
+    }
     let mut ping = tokio::time::interval(PING_PERIOD);
     let mut last_seen = tokio::time::Instant::now();
     loop {

@@ -57,6 +57,12 @@ pub fn gateway_api_crds() -> Vec<CustomResourceDefinition> {
             GATEWAY_API_VERSION.into(),
         );
         a.insert("gateway.networking.k8s.io/channel".into(), channel.into());
+        // The API server refuses CRDs in a *.k8s.io group without this annotation
+        // (KEP 1111); the official Gateway API bundle points it at its approval.
+        a.insert(
+            "api-approved.kubernetes.io".into(),
+            "https://github.com/kubernetes-sigs/gateway-api/pull/2466".into(),
+        );
     }
     out
 }
