@@ -166,17 +166,39 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
         }
     });
 
+    // Without its CRDs the operator has nothing to watch: it stays unready, says which
+    // are missing in one line (again only if that changes), and starts once they appear.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Listen {
+            address: "SIGTERM".into(),
+            message: e.to_string(),
+        })?;
+    let mut reported = Vec::new();
+    loop {
+        let missing = watch::missing_crds(&client).await;
+        if missing.is_empty() {
+            if !reported.is_empty() {
+                tracing::info!(target: "operator", "the CRDs are installed now, starting");
+            }
+            break;
+        }
+        if missing != reported {
+            tracing::error!(target: "operator", "missing CRDs: {} (install them: kubectl apply -f deploy/crds/stunner-crds.yaml -f deploy/crds/gateway-api-crds.yaml)", missing.join(", "));
+            reported = missing;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = sigterm.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+
     let (tx, mut rx) = mpsc::channel(200);
     watch::start(client.clone(), tx, cfg.endpoint_source).await;
     let mut world = World::new();
     let mut synced = BTreeSet::new();
     let mut dirty = false;
     let mut opts = cfg.render.clone();
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Error::Listen {
-            address: "SIGTERM".into(),
-            message: e.to_string(),
-        })?;
     loop {
         tokio::select! {
             c = rx.recv() => {

@@ -1,0 +1,509 @@
+#!/usr/bin/env python3
+"""The install guide, run for real: each case drives real kubectl and Helm against the
+control plane of scripts/k8s-env (real etcd, kube-apiserver, kube-controller-manager, our
+node agent) and relays TURN traffic from a client outside the cluster.
+
+Run through scripts/test-k8s, which brings the control plane up and down. Needs
+K8S_ENV_DIR (sourced from DIR/env) and the repository as the working directory.
+Ends with the line `k8s-e2e: N passed, M failed`.
+"""
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+import traceback
+
+ENV_DIR = os.environ["K8S_ENV_DIR"]
+EXEC = os.path.join(ENV_DIR, "exec")
+NODE_EXTERNAL_IP = "10.245.0.1"
+OP_CHART = "charts/stunner-gateway-operator"
+SYSTEM_NS = "stunner-system"
+OP_DEPLOY = "stunner-gateway-operator-controller-manager"
+
+
+def sh(*args, check=True, timeout=180, input=None):
+    """Runs a command; returns stdout. Raises with stderr on failure."""
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {p.returncode}: {p.stderr.strip()[-2000:]}")
+    return p.stdout
+
+
+def kubectl(*args, **kw):
+    return sh("kubectl", *args, **kw)
+
+
+def kget(*args):
+    return json.loads(kubectl("get", "-o", "json", *args))
+
+
+def until(what, fn, timeout=90, period=1.0):
+    """Polls fn until it returns a true value; fails with `what` after timeout."""
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def helm_install(release, chart, ns, *extra):
+    sh("helm", "install", release, chart, "--create-namespace", f"--namespace={ns}", "--wait", "--timeout", "150s", *extra, timeout=200)
+
+
+def helm_uninstall(release, ns):
+    sh("helm", "uninstall", release, "-n", ns, "--wait", "--timeout", "120s", check=False, timeout=150)
+
+
+def pods(ns, selector):
+    return kget("pods", "-n", ns, "-l", selector)["items"]
+
+
+def live_pods(ns, selector="app=stunner"):
+    """Pods not being deleted (a draining stunnerd stays Terminating while its
+    allocations live: turnutils_uclient leaves one behind, for up to its 600 s lifetime)."""
+    return [p for p in pods(ns, selector) if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod):
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+def gateway_manifests(ns, cls, mixed=True):
+    """GatewayClass + GatewayConfig + Gateway (UDP and TCP listeners) + UDPRoute to a UDP
+    echo Deployment and Service in `ns`."""
+    ann = '\n  annotations:\n    stunner.l7mp.io/enable-mixed-protocol-lb: "true"' if mixed else ""
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: {cls}
+spec:
+  controllerName: "stunner.l7mp.io/gateway-operator"
+  parametersRef:
+    group: "stunner.l7mp.io"
+    kind: GatewayConfig
+    name: {cls}-config
+    namespace: {ns}
+---
+apiVersion: stunner.l7mp.io/v1
+kind: GatewayConfig
+metadata:
+  name: {cls}-config
+  namespace: {ns}
+spec:
+  realm: stunner.l7mp.io
+  authType: static
+  userName: "user-1"
+  password: "pass-1"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: udp-gateway
+  namespace: {ns}{ann}
+spec:
+  gatewayClassName: {cls}
+  listeners:
+    - name: udp-listener
+      port: 3478
+      protocol: TURN-UDP
+    - name: tcp-listener
+      port: 3479
+      protocol: TURN-TCP
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: udp-echo
+  namespace: {ns}
+spec:
+  selector:
+    matchLabels: {{app: udp-echo}}
+  template:
+    metadata:
+      labels: {{app: udp-echo}}
+    spec:
+      containers:
+        - name: echo
+          image: local/udp-echo:1
+          args: ["-p", "9001", "-L", "$(POD_IP)"]
+          env:
+            - name: POD_IP
+              valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: udp-echo
+  namespace: {ns}
+spec:
+  selector: {{app: udp-echo}}
+  ports:
+    - name: echo
+      port: 9001
+      protocol: UDP
+---
+apiVersion: stunner.l7mp.io/v1
+kind: UDPRoute
+metadata:
+  name: udp-echo
+  namespace: {ns}
+spec:
+  parentRefs:
+    - name: udp-gateway
+  rules:
+    - backendRefs:
+        - name: udp-echo
+"""
+
+
+def apply(text):
+    kubectl("apply", "-f", "-", input=text)
+
+
+def ensure_ns(ns):
+    kubectl("create", "namespace", ns, check=False)
+
+
+def echo_ip(ns):
+    return until(f"the echo pod in {ns}", lambda: next(
+        (p["status"]["podIP"] for p in pods(ns, "app=udp-echo") if ready(p) and p["status"].get("podIP")), None))
+
+
+def node_port(ns, svc, protocol):
+    def find():
+        s = kget("service", "-n", ns, svc)
+        return next((p["nodePort"] for p in s["spec"]["ports"] if p["protocol"] == protocol and p.get("nodePort")), None)
+    return until(f"a {protocol} NodePort on {ns}/{svc}", find)
+
+
+def relay(port, peer_ip, tcp=False, n=50):
+    """turnutils_uclient from outside the cluster through NODE_EXTERNAL_IP:port to the
+    echo peer; returns (lost, sent, received)."""
+    args = [EXEC, "turnutils_uclient", "-p", str(port), "-e", peer_ip, "-r", "9001", "-n", str(n),
+            "-m", "2", "-l", "120", "-u", "user-1", "-w", "pass-1"]
+    if tcp:
+        args.append("-t")
+    out = sh(*args, NODE_EXTERNAL_IP, check=False, timeout=90)
+    # The totals are the last of the progress lines.
+    lost = re.findall(r"Total lost packets (\d+)", out)
+    sent = re.findall(r"tot_send_msgs=(\d+)", out)
+    recv = re.findall(r"tot_recv_msgs=(\d+)", out)
+    if not (sent and recv):
+        raise AssertionError(f"turnutils_uclient printed no totals:\n{out[-1500:]}")
+    return int(lost[-1]) if lost else int(sent[-1]) - int(recv[-1]), int(sent[-1]), int(recv[-1])
+
+
+def assert_relays(port, peer, tcp=False):
+    lost, sent, recv = relay(port, peer, tcp=tcp)
+    assert sent > 0 and lost == 0 and recv == sent, f"relay over {'TCP' if tcp else 'UDP'} :{port}: sent {sent}, received {recv}, lost {lost}"
+    print(f"    relayed over {'TCP' if tcp else 'UDP'} {NODE_EXTERNAL_IP}:{port} -> {peer}:9001: {sent} sent, {recv} received, 0 lost")
+
+
+def gateway_ready(ns, name="udp-gateway"):
+    def ok():
+        d = kget("deployment", "-n", ns, name)
+        return d.get("status", {}).get("readyReplicas", 0) >= 1
+    until(f"the dataplane Deployment {ns}/{name} to be ready", ok, timeout=120)
+
+
+def operator_pod():
+    return until("an operator pod", lambda: next(iter(pods(SYSTEM_NS, f"control-plane={OP_DEPLOY}")), None))
+
+
+class Cluster:
+    """Cleanup shared by the cases: every release and namespace a case made goes."""
+
+    def __init__(self):
+        self.releases = []
+        self.namespaces = []
+        self.classes = []
+
+    def reset(self):
+        for cls in self.classes:
+            kubectl("delete", "gatewayclass", cls, "--ignore-not-found", "--wait=false", check=False)
+        for rel, ns in reversed(self.releases):
+            helm_uninstall(rel, ns)
+        for ns in self.namespaces:
+            kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=false", check=False)
+        self.releases, self.namespaces, self.classes = [], [], []
+
+
+C = Cluster()
+
+
+def install_operator(*extra, chart=OP_CHART):
+    helm_install("stunner-gateway-operator", chart, SYSTEM_NS, *extra)
+    C.releases.append(("stunner-gateway-operator", SYSTEM_NS))
+
+
+def managed_gateway(ns, cls):
+    ensure_ns(ns)
+    C.namespaces.append(ns)
+    C.classes.append(cls)
+    apply(gateway_manifests(ns, cls))
+    gateway_ready(ns)
+
+
+# --- the cases, in the order of the install guide ---------------------------------------
+
+def case_skip_crds():
+    """--skip-crds without the CRDs: the operator stays unready and names the missing CRDs
+    in one line; after `kubectl apply` of them it starts."""
+    # The chart's own Dataplane needs the STUNner CRDs to install at all (Helm cannot map
+    # the kind otherwise), so the Gateway API CRDs are the ones left out here.
+    kubectl("apply", "--server-side", "-f", "deploy/crds/stunner-crds.yaml")
+    kubectl("delete", "-f", "deploy/crds/gateway-api-crds.yaml", "--ignore-not-found", "--wait=true", check=False, timeout=120)
+    sh("helm", "install", "stunner-gateway-operator", OP_CHART, "--create-namespace", f"--namespace={SYSTEM_NS}", "--skip-crds")
+    C.releases.append(("stunner-gateway-operator", SYSTEM_NS))
+    pod = operator_pod()
+    name = pod["metadata"]["name"]
+    line = until("the operator to name the missing CRDs", lambda: next(
+        (l for l in kubectl("logs", "-n", SYSTEM_NS, name, check=False).splitlines() if "missing CRDs:" in l), None), timeout=60)
+    for crd in ["gatewayclasses.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"]:
+        assert crd in line, f"{crd} not named in {line!r}"
+    print(f"    operator says: {line.strip()[-160:]}")
+    time.sleep(8)
+    assert not ready(kget("pod", "-n", SYSTEM_NS, name)), "the operator became ready without its CRDs"
+    kubectl("apply", "--server-side", "-f", "deploy/crds/stunner-crds.yaml", "-f", "deploy/crds/gateway-api-crds.yaml")
+    until("the operator to become ready after the CRDs were applied",
+          lambda: ready(kget("pod", "-n", SYSTEM_NS, name)), timeout=90)
+
+
+def case_managed():
+    """helm install (managed mode), then a Gateway: Deployment + LoadBalancer Service, NodePort
+    fallback with the node's ExternalIP in the status; UDP and TCP relay with 0 loss."""
+    install_operator()
+    op = operator_pod()
+    assert op["spec"]["serviceAccountName"] == OP_DEPLOY, op["spec"].get("serviceAccountName")
+    ns = "e2e-managed"
+    managed_gateway(ns, "e2e-managed")
+    svc = kget("service", "-n", ns, "udp-gateway")
+    assert svc["spec"]["type"] == "LoadBalancer", svc["spec"]["type"]
+    assert not svc.get("status", {}).get("loadBalancer", {}).get("ingress"), "a load balancer answered?"
+    addr = until("the node's ExternalIP in the Gateway status", lambda: next(
+        (a["value"] for a in kget("gateway", "-n", ns, "udp-gateway").get("status", {}).get("addresses", [])
+         if a["value"] == NODE_EXTERNAL_IP), None), timeout=60)
+    print(f"    Gateway status address {addr} (NodePort fallback)")
+    peer = echo_ip(ns)
+    assert_relays(node_port(ns, "udp-gateway", "UDP"), peer)
+    assert_relays(node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
+
+
+def case_dataplane_custom():
+    """The Dataplane's image, args (--udp-thread-num), resources and hostNetwork reach the
+    Deployment and the running pod, which still relays."""
+    ns = "e2e-managed"
+    patch = {"spec": {"args": ["-w", "--udp-thread-num=4"], "hostNetwork": True,
+                      "resources": {"limits": {"cpu": "1", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}},
+                      "image": "ghcr.io/stunner-rs/stunnerd:e2e"}}
+    kubectl("patch", "dataplane", "default", "--type=merge", "-p", json.dumps(patch))
+
+    def rolled():
+        d = kget("deployment", "-n", ns, "udp-gateway")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        return (d["spec"]["template"]["spec"].get("hostNetwork") and c["args"] == ["-w", "--udp-thread-num=4"]
+                and c["image"].endswith(":e2e") and c["resources"]["limits"]["cpu"] == "1")
+    until("the Dataplane to reach the Deployment", rolled, timeout=60)
+
+    def running():
+        for p in pods(ns, "app=stunner"):
+            c = p["spec"]["containers"][0]
+            if p["metadata"].get("deletionTimestamp") or not ready(p) or "--udp-thread-num=4" not in c["args"]:
+                continue
+            return p
+    p = until("a pod of the new template to be ready", running, timeout=120)
+    assert p["status"]["podIP"] == p["status"]["hostIP"], "hostNetwork pod has its own IP"
+    pid = p["status"]["containerStatuses"][0]["containerID"].removeprefix("process://")
+    cmdline = open(f"/proc/{pid}/cmdline").read().split("\0")
+    assert "--udp-thread-num=4" in cmdline, cmdline
+    print(f"    running stunnerd: {' '.join(cmdline)[:120]}")
+    until("one pod of the new template", lambda: len(live_pods(ns)) == 1, timeout=90)
+    assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+    # Back to the chart's Dataplane for the cases that follow.
+    kubectl("patch", "dataplane", "default", "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": "/spec/args", "value": ["-w", "--udp-thread-num=16"]},
+        {"op": "remove", "path": "/spec/hostNetwork"}]))
+
+
+def case_rollout_restart():
+    """kubectl rollout restart rolls the dataplane; the new pod gets its config over CDS."""
+    ns = "e2e-managed"
+    until("one dataplane pod", lambda: len(live_pods(ns)) == 1 and ready(live_pods(ns)[0]), timeout=120)
+    old = live_pods(ns)[0]["metadata"]["uid"]
+    kubectl("-n", ns, "rollout", "restart", "deployment", "udp-gateway")
+    kubectl("-n", ns, "rollout", "status", "deployment", "udp-gateway", "--timeout=120s", timeout=150)
+    until("a new pod, the old one draining or gone", lambda: [p for p in live_pods(ns) if p["metadata"]["uid"] != old and ready(p)]
+          and all(p["metadata"]["uid"] != old for p in live_pods(ns)), timeout=90)
+    new = live_pods(ns)[0]["metadata"]["name"]
+    logs = kubectl("logs", "-n", ns, new)
+    assert "udp-listener" in logs and "config applied" in logs, logs[-800:]
+    # turncat deletes its allocation when done, so the new pod is left with none.
+    s = TurnSession(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+    try:
+        assert until("an echo through the new pod", lambda: s.echo("after-restart"), timeout=30)
+    finally:
+        s.close()
+
+
+class TurnSession:
+    """A long-lived allocation: our turncat reading datagrams from stdin, in the outside
+    client's namespace."""
+
+    def __init__(self, port, peer):
+        self.p = subprocess.Popen(
+            [EXEC, "target/debug/turncat", "-", f"turn://user-1:pass-1@{NODE_EXTERNAL_IP}:{port}?transport=udp",
+             f"udp://{peer}:9001"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def echo(self, msg, timeout=5.0):
+        self.p.stdin.write(msg.encode() + b"\n")
+        self.p.stdin.flush()
+        got = b""
+        end = time.time() + timeout
+        while time.time() < end and msg.encode() not in got:
+            r, _, _ = select.select([self.p.stdout], [], [], 0.2)
+            if r:
+                got += os.read(self.p.stdout.fileno(), 4096)
+        return msg.encode() in got
+
+    def close(self):
+        """EOF on stdin: turncat deletes its allocation (Refresh, lifetime 0) and exits."""
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=10)
+        except Exception:  # noqa: BLE001
+            self.p.kill()
+
+
+def case_graceful_scale_down():
+    """A live allocation, then scale to 0: the pod stays Terminating and keeps relaying; a
+    new allocation is refused; deleting the allocation ends the pod."""
+    ns = "e2e-managed"
+    until("one ready dataplane pod", lambda: len(live_pods(ns)) == 1 and ready(live_pods(ns)[0]), timeout=120)
+    pod = live_pods(ns)[0]["metadata"]["uid"]
+    port, peer = node_port(ns, "udp-gateway", "UDP"), echo_ip(ns)
+    s = TurnSession(port, peer)
+    try:
+        assert until("an echo through the long-lived allocation", lambda: s.echo("hello-0"), timeout=30)
+        kubectl("-n", ns, "scale", "deployment", "udp-gateway", "--replicas=0")
+        until("the pod to be Terminating", lambda: not live_pods(ns), timeout=30)
+        time.sleep(3)
+        for i in range(1, 6):
+            assert s.echo(f"draining-{i}"), f"no echo {i} through the draining pod"
+            time.sleep(1)
+        assert any(p["metadata"]["uid"] == pod for p in pods(ns, "app=stunner")), "the pod went while an allocation was live"
+        print("    Terminating pod kept relaying 5 of 5 datagrams")
+        lost, sent, recv = relay(port, peer, n=5)
+        assert recv == 0, f"a new allocation relayed {recv} datagrams through a draining pod"
+    finally:
+        s.close()
+    until("the drained pod to exit", lambda: all(p["metadata"]["uid"] != pod for p in pods(ns, "app=stunner")), timeout=60)
+    kubectl("-n", ns, "scale", "deployment", "udp-gateway", "--replicas=1")
+    gateway_ready(ns)
+
+
+def case_two_replicas():
+    """Two operator replicas: one Lease holder; killing it hands over within the lease
+    duration and the dataplane is not restarted."""
+    ns = "e2e-managed"
+    sh("helm", "upgrade", "stunner-gateway-operator", OP_CHART, "-n", SYSTEM_NS, "--reuse-values",
+       "--set", "stunnerGatewayOperator.deployment.replicas=2", "--wait", "--timeout", "120s", timeout=150)
+    until("two ready operator pods", lambda: sum(ready(p) for p in pods(SYSTEM_NS, f"control-plane={OP_DEPLOY}")) == 2, timeout=90)
+    dp = live_pods(ns)[0]["metadata"]["uid"]
+    leases = kget("lease", "-n", SYSTEM_NS)["items"]
+    lease = next(l for l in leases if l["spec"].get("holderIdentity", "").startswith(OP_DEPLOY))
+    holder = lease["spec"]["holderIdentity"]
+    duration = lease["spec"].get("leaseDurationSeconds", 15)
+    kubectl("-n", SYSTEM_NS, "delete", "pod", holder, "--grace-period=0", "--force", check=False)
+    t0 = time.time()
+    new = until("another operator to take the Lease", lambda: (lambda h: h if h and h != holder else None)(
+        kget("lease", "-n", SYSTEM_NS, lease["metadata"]["name"])["spec"].get("holderIdentity")), timeout=duration * 3)
+    took = time.time() - t0
+    print(f"    Lease passed from {holder[-5:]} to {new[-5:]} in {took:.1f}s (lease duration {duration}s)")
+    assert took <= duration + 5, f"hand-over took {took:.1f}s"
+    assert [p["metadata"]["uid"] for p in live_pods(ns)] == [dp], "the dataplane pod was restarted"
+    assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+
+
+def case_gc():
+    """Deleting a Gateway: the real garbage collector removes its Deployment, Service and
+    pods through the owner references; helm uninstall removes the control plane."""
+    ns = "e2e-managed"
+    kubectl("-n", ns, "delete", "gateway", "udp-gateway")
+    until("the Gateway's Deployment and Service to be collected", lambda: not kget("deployment,service", "-n", ns, "-l", "app=stunner")["items"], timeout=90)
+    # Pods with live allocations drain (Terminating) rather than vanish.
+    until("the dataplane pods to be deleted", lambda: not live_pods(ns), timeout=90)
+    helm_uninstall("stunner-gateway-operator", SYSTEM_NS)
+    C.releases = [r for r in C.releases if r[0] != "stunner-gateway-operator"]
+    until("the control plane to go", lambda: not kget("deployment", "-n", SYSTEM_NS)["items"], timeout=90)
+
+
+def case_dev_channel():
+    """The -dev channel chart installs the same way and provisions a working dataplane."""
+    sh("scripts/chart-dev", "target/charts")
+    install_operator(chart="target/charts/stunner-gateway-operator-dev")
+    ns = "e2e-dev"
+    managed_gateway(ns, "e2e-dev")
+    assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+
+
+def case_legacy():
+    """Legacy mode: the operator writes ConfigMaps, the `stunner` chart runs the dataplane,
+    twice side by side (stunner-prod, stunner-dev); both relay."""
+    install_operator("--set", "stunnerGatewayOperator.dataplane.mode=legacy")
+    for ns in ["stunner-prod", "stunner-dev"]:
+        ensure_ns(ns)
+        C.namespaces.append(ns)
+        cls = f"legacy-{ns}"
+        C.classes.append(cls)
+        apply(gateway_manifests(ns, cls, mixed=False))
+        until(f"the stunnerd-config ConfigMap in {ns}", lambda: kget("configmap", "-n", ns, "stunnerd-config"), timeout=60)
+        helm_install(ns, "charts/stunner", ns)
+        C.releases.append((ns, ns))
+    for ns in ["stunner-prod", "stunner-dev"]:
+        port = node_port(ns, "udp-gateway", "UDP")
+        assert_relays(port, echo_ip(ns))
+
+
+CASES = [case_skip_crds, case_managed, case_dataplane_custom, case_rollout_restart,
+         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_legacy]
+
+
+def main():
+    only = set(sys.argv[1:])
+    passed = failed = 0
+    for case in CASES:
+        name = case.__name__.removeprefix("case_")
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        print(f"k8s-e2e: {name} ...", flush=True)
+        try:
+            case()
+            passed += 1
+            print(f"k8s-e2e: {name} ok ({time.time() - t0:.0f}s)", flush=True)
+        except Exception:  # noqa: BLE001 - every case reports
+            failed += 1
+            print(f"k8s-e2e: {name} FAILED ({time.time() - t0:.0f}s)\n{traceback.format_exc()}", flush=True)
+            print(kubectl("get", "pods,deploy,svc", "-A", "-o", "wide", check=False), flush=True)
+            # A failed case leaves the cluster as it was; start the next from a clean one.
+            C.reset()
+        if case in (case_gc, case_dev_channel):
+            C.reset()
+    C.reset()
+    print(f"k8s-e2e: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
