@@ -99,7 +99,11 @@ impl Agent {
 
     /// Removes the mount points created on the host (only while nothing is mounted there).
     pub fn remove_mountpoints(&self) {
-        let list = self.created.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default();
+        let list = self
+            .created
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default();
         for p in list.iter().rev() {
             if p.is_dir() {
                 let _ = remove_empty_tree(p);

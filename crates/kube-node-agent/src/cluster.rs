@@ -48,7 +48,12 @@ impl Lookup {
 
     /// A token for the pod's ServiceAccount bound to the pod, through the TokenRequest API
     /// (as the kubelet does for projected `serviceAccountToken` sources).
-    pub async fn token(&self, pod: &Pod, audience: Option<String>, seconds: Option<i64>) -> Result<String, String> {
+    pub async fn token(
+        &self,
+        pod: &Pod,
+        audience: Option<String>,
+        seconds: Option<i64>,
+    ) -> Result<String, String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let sa = pod
             .spec

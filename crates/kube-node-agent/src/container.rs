@@ -139,11 +139,17 @@ impl ContainerState {
     pub fn status(&self) -> Value {
         let state = match (&self.child, &self.waiting, &self.last_exit) {
             (Some(_), _, _) => json!({"running": {"startedAt": self.started_at}}),
-            (None, Some((reason, msg)), _) => json!({"waiting": {"reason": reason, "message": msg}}),
-            (None, None, Some((code, reason, started, finished))) if self.done || self.restart_at.is_none() => {
+            (None, Some((reason, msg)), _) => {
+                json!({"waiting": {"reason": reason, "message": msg}})
+            }
+            (None, None, Some((code, reason, started, finished)))
+                if self.done || self.restart_at.is_none() =>
+            {
                 json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished}})
             }
-            (None, None, Some(_)) => json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting the container"}}),
+            (None, None, Some(_)) => {
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting the container"}})
+            }
             (None, None, None) => json!({"waiting": {"reason": "ContainerCreating"}}),
         };
         let mut s = json!({

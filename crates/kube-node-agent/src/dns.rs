@@ -14,7 +14,9 @@ pub async fn serve(hub: Hub, shared: Shared, addr: IpAddr, domain: String) -> st
     loop {
         let (n, from) = sock.recv_from(&mut buf).await?;
         let reply = {
-            let Ok(cat) = shared.catalog.read() else { continue };
+            let Ok(cat) = shared.catalog.read() else {
+                continue;
+            };
             answer(&buf[..n], |name| resolve(&cat, name, &domain))
         };
         if let Some(r) = reply {
@@ -35,12 +37,21 @@ fn resolve(cat: &Catalog, name: &str, domain: &str) -> Option<Vec<Ipv4Addr>> {
             let mut ips = Vec::new();
             for ((sns, _), sl) in &cat.slices {
                 if sns == ns
-                    && sl.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")).map(String::as_str)
+                    && sl
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        .map(String::as_str)
                         == Some(svc)
                 {
                     for e in sl.endpoints.iter().flatten() {
                         if e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true) {
-                            ips.extend(e.addresses.iter().filter_map(|a| a.parse::<Ipv4Addr>().ok()));
+                            ips.extend(
+                                e.addresses
+                                    .iter()
+                                    .filter_map(|a| a.parse::<Ipv4Addr>().ok()),
+                            );
                         }
                     }
                 }
@@ -116,7 +127,8 @@ mod tests {
 
     #[test]
     fn answers_known_names_and_refuses_the_rest() {
-        let lookup = |n: &str| (n == "a.b.svc.cluster.local").then(|| vec![Ipv4Addr::new(10, 96, 0, 7)]);
+        let lookup =
+            |n: &str| (n == "a.b.svc.cluster.local").then(|| vec![Ipv4Addr::new(10, 96, 0, 7)]);
         let r = answer(&query("a.b.svc.cluster.local", 1), lookup).unwrap_or_default();
         assert_eq!(&r[..2], &[0x12, 0x34]);
         assert_eq!(r[3] & 0x0F, 0, "NOERROR");

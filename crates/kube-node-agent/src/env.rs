@@ -34,8 +34,14 @@ pub async fn build(ctx: &EnvContext<'_>, c: &Container) -> Result<Vec<(String, S
         ("KUBERNETES_SERVICE_PORT", api_port.to_string()),
         ("KUBERNETES_SERVICE_PORT_HTTPS", api_port.to_string()),
         ("KUBERNETES_PORT", format!("tcp://{api_host}:{api_port}")),
-        ("HOSTNAME", ctx.pod.metadata.name.clone().unwrap_or_default()),
-        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        (
+            "HOSTNAME",
+            ctx.pod.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
         ("HOME", "/root".into()),
     ] {
         set(&mut env, k, v);
@@ -44,14 +50,18 @@ pub async fn build(ctx: &EnvContext<'_>, c: &Container) -> Result<Vec<(String, S
         let prefix = src.prefix.clone().unwrap_or_default();
         if let Some(r) = &src.config_map_ref {
             match ctx.lookup.config_map(&ns, &r.name).await {
-                Some(data) => data.into_iter().for_each(|(k, v)| set(&mut env, &format!("{prefix}{k}"), v)),
+                Some(data) => data
+                    .into_iter()
+                    .for_each(|(k, v)| set(&mut env, &format!("{prefix}{k}"), v)),
                 None if r.optional == Some(true) => {}
                 None => return Err(format!("configmap {:?} not found", r.name)),
             }
         }
         if let Some(r) = &src.secret_ref {
             match ctx.lookup.secret(&ns, &r.name).await {
-                Some(data) => data.into_iter().for_each(|(k, v)| set(&mut env, &format!("{prefix}{k}"), v)),
+                Some(data) => data
+                    .into_iter()
+                    .for_each(|(k, v)| set(&mut env, &format!("{prefix}{k}"), v)),
                 None if r.optional == Some(true) => {}
                 None => return Err(format!("secret {:?} not found", r.name)),
             }
@@ -79,10 +89,18 @@ async fn value(
         return field(ctx, &f.field_path).map(Some);
     }
     if let Some(r) = &from.resource_field_ref {
-        return Ok(Some(resource(c, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()))));
+        return Ok(Some(resource(
+            c,
+            &r.resource,
+            r.divisor.as_ref().map(|d| d.0.as_str()),
+        )));
     }
     if let Some(r) = &from.config_map_key_ref {
-        let v = ctx.lookup.config_map(ns, &r.name).await.and_then(|d| d.get(&r.key).cloned());
+        let v = ctx
+            .lookup
+            .config_map(ns, &r.name)
+            .await
+            .and_then(|d| d.get(&r.key).cloned());
         return match v {
             Some(v) => Ok(Some(v)),
             None if r.optional == Some(true) => Ok(None),
@@ -90,7 +108,11 @@ async fn value(
         };
     }
     if let Some(r) = &from.secret_key_ref {
-        let v = ctx.lookup.secret(ns, &r.name).await.and_then(|d| d.get(&r.key).cloned());
+        let v = ctx
+            .lookup
+            .secret(ns, &r.name)
+            .await
+            .and_then(|d| d.get(&r.key).cloned());
         return match v {
             Some(v) => Ok(Some(v)),
             None if r.optional == Some(true) => Ok(None),
@@ -114,16 +136,24 @@ pub fn field(ctx: &EnvContext<'_>, path: &str) -> Result<String, String> {
         "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
         "metadata.uid" => m.uid.clone().unwrap_or_default(),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.podIP" | "status.podIPs" => ctx.pod_ip.clone(),
         "status.hostIP" | "status.hostIPs" => ctx.host_ip.clone(),
         p if p.starts_with("metadata.labels['") => {
             let k = bracket(p, "metadata.labels['").unwrap_or_default();
-            m.labels.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default()
+            m.labels
+                .as_ref()
+                .and_then(|l| l.get(&k).cloned())
+                .unwrap_or_default()
         }
         p if p.starts_with("metadata.annotations['") => {
             let k = bracket(p, "metadata.annotations['").unwrap_or_default();
-            m.annotations.as_ref().and_then(|l| l.get(&k).cloned()).unwrap_or_default()
+            m.annotations
+                .as_ref()
+                .and_then(|l| l.get(&k).cloned())
+                .unwrap_or_default()
         }
         "metadata.labels" => kv_lines(m.labels.as_ref()),
         "metadata.annotations" => kv_lines(m.annotations.as_ref()),
@@ -149,8 +179,15 @@ fn resource(c: &Container, name: &str, divisor: Option<&str>) -> String {
     }
     .and_then(|m| m.get(res))
     .map(|q| q.0.clone());
-    let value = q.as_deref().and_then(quantity).unwrap_or(if res == "cpu" { 2.0 } else { 24.0 * 1024.0 * 1024.0 * 1024.0 });
-    let div = divisor.and_then(quantity).filter(|d| *d > 0.0).unwrap_or(1.0);
+    let value = q.as_deref().and_then(quantity).unwrap_or(if res == "cpu" {
+        2.0
+    } else {
+        24.0 * 1024.0 * 1024.0 * 1024.0
+    });
+    let div = divisor
+        .and_then(quantity)
+        .filter(|d| *d > 0.0)
+        .unwrap_or(1.0);
     format!("{}", (value / div).ceil() as u64)
 }
 
@@ -227,7 +264,10 @@ mod tests {
 
     #[test]
     fn expansion_follows_the_kubelet() {
-        let env = vec![("A".to_string(), "1".to_string()), ("B".into(), "x y".into())];
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".into(), "x y".into()),
+        ];
         assert_eq!(expand("$(A)-$(B)", &env), "1-x y");
         assert_eq!(expand("$$(A)", &env), "$(A)");
         assert_eq!(expand("$(C) $A $(", &env), "$(C) $A $(");

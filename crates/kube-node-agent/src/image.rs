@@ -16,8 +16,14 @@ pub struct Images {
 /// Our images, mapped into `bin_dir` (a cargo target directory, for instance).
 const OURS: &[(&str, &str)] = &[
     ("ghcr.io/stunner-rs/stunnerd", "stunnerd"),
-    ("ghcr.io/stunner-rs/stunner-gateway-operator", "stunner-gateway-operator"),
-    ("ghcr.io/stunner-rs/stunner-auth-service", "stunner-auth-service"),
+    (
+        "ghcr.io/stunner-rs/stunner-gateway-operator",
+        "stunner-gateway-operator",
+    ),
+    (
+        "ghcr.io/stunner-rs/stunner-auth-service",
+        "stunner-auth-service",
+    ),
     ("ghcr.io/stunner-rs/turncat", "turncat"),
 ];
 
@@ -59,7 +65,12 @@ impl Images {
     }
 
     /// The program and arguments to run for a container with `image`, `command`, `args`.
-    pub fn resolve(&self, image: &str, command: &[String], args: &[String]) -> std::result::Result<Vec<String>, String> {
+    pub fn resolve(
+        &self,
+        image: &str,
+        command: &[String],
+        args: &[String],
+    ) -> std::result::Result<Vec<String>, String> {
         let name = strip_tag(image);
         let exe = self
             .entries
@@ -71,7 +82,10 @@ impl Images {
         match command.split_first() {
             None => argv.push(exe.display().to_string()),
             Some((cmd0, rest)) => {
-                let base = Path::new(cmd0).file_name().map(|b| b.to_string_lossy().to_string()).unwrap_or_default();
+                let base = Path::new(cmd0)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 let same = exe.file_name().is_some_and(|b| b.to_string_lossy() == base);
                 let beside = exe.parent().map(|d| d.join(&base));
                 let prog = if same {
@@ -89,7 +103,10 @@ impl Images {
             }
         }
         if !Path::new(&argv[0]).is_file() {
-            return Err(format!("image {image:?}: executable {} does not exist (build it first)", argv[0]));
+            return Err(format!(
+                "image {image:?}: executable {} does not exist (build it first)",
+                argv[0]
+            ));
         }
         argv.extend(args.iter().cloned());
         Ok(argv)
@@ -119,12 +136,21 @@ mod tests {
     #[test]
     fn mapping_lines() {
         let mut t = Images::default();
-        assert!(t.parse("# comment\nlocal/udp-echo /usr/bin/true\n", Path::new("f")).is_ok());
+        assert!(
+            t.parse("# comment\nlocal/udp-echo /usr/bin/true\n", Path::new("f"))
+                .is_ok()
+        );
         assert_eq!(t.entries.len(), 1);
         assert!(t.parse("just-one-word\n", Path::new("f")).is_err());
         let argv = t.resolve("local/udp-echo:1", &[], &["-p".into(), "9".into()]);
-        assert_eq!(argv, Ok(vec!["/usr/bin/true".to_string(), "-p".into(), "9".into()]));
+        assert_eq!(
+            argv,
+            Ok(vec!["/usr/bin/true".to_string(), "-p".into(), "9".into()])
+        );
         assert!(t.resolve("other/image", &[], &[]).is_err());
-        assert!(t.resolve("local/udp-echo", &["nothere".into()], &[]).is_err());
+        assert!(
+            t.resolve("local/udp-echo", &["nothere".into()], &[])
+                .is_err()
+        );
     }
 }

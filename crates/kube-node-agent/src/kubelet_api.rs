@@ -41,17 +41,26 @@ pub async fn serve(agent: Arc<Agent>, addr: SocketAddr) -> Result<()> {
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
         .route("/portForward/{ns}/{pod}", get(port_forward))
         .route("/portForward/{ns}/{pod}/{uid}", get(port_forward_uid))
-        .fallback(|| async { (StatusCode::NOT_IMPLEMENTED, "not emulated by kube-node-agent\n") })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "not emulated by kube-node-agent\n",
+            )
+        })
         .with_state(agent);
     let lis = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::io(format!("bind the kubelet API on {addr}"), e))?;
     loop {
-        let Ok((tcp, _)) = lis.accept().await else { continue };
+        let Ok((tcp, _)) = lis.accept().await else {
+            continue;
+        };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
@@ -67,11 +76,19 @@ async fn logs(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let Some((_, dir)) = agent.find(&ns, &pod) else {
-        return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} does not run here\n")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} does not run here\n"),
+        )
+            .into_response();
     };
     let path = dir.join("logs").join(format!("{container}.log"));
     let Ok(text) = tokio::fs::read(&path).await else {
-        return (StatusCode::NOT_FOUND, format!("container {container:?} has no log\n")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} has no log\n"),
+        )
+            .into_response();
     };
     let mut text = text;
     if let Some(n) = q.get("tailLines").and_then(|n| n.parse::<usize>().ok()) {
@@ -83,24 +100,29 @@ async fn logs(
     }
     // Follow: what is there, then what is appended, until the client goes away.
     let start = text.len() as u64;
-    let stream = futures_util::stream::unfold((path, start, Some(text)), |(path, mut pos, first)| async move {
-        if let Some(t) = first {
-            return Some((Ok::<_, std::io::Error>(t), (path, pos, None)));
-        }
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            let Ok(mut f) = tokio::fs::File::open(&path).await else { return None };
-            let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-            if len > pos {
-                use tokio::io::AsyncSeekExt;
-                let _ = f.seek(std::io::SeekFrom::Start(pos)).await;
-                let mut buf = Vec::new();
-                let _ = f.read_to_end(&mut buf).await;
-                pos += buf.len() as u64;
-                return Some((Ok(buf), (path, pos, None)));
+    let stream = futures_util::stream::unfold(
+        (path, start, Some(text)),
+        |(path, mut pos, first)| async move {
+            if let Some(t) = first {
+                return Some((Ok::<_, std::io::Error>(t), (path, pos, None)));
             }
-        }
-    });
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let Ok(mut f) = tokio::fs::File::open(&path).await else {
+                    return None;
+                };
+                let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+                if len > pos {
+                    use tokio::io::AsyncSeekExt;
+                    let _ = f.seek(std::io::SeekFrom::Start(pos)).await;
+                    let mut buf = Vec::new();
+                    let _ = f.read_to_end(&mut buf).await;
+                    pos += buf.len() as u64;
+                    return Some((Ok(buf), (path, pos, None)));
+                }
+            }
+        },
+    );
     axum::body::Body::from_stream(stream).into_response()
 }
 
@@ -120,7 +142,11 @@ async fn port_forward(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some((Some(ip), _)) = agent.find(&ns, &pod) else {
-        return (StatusCode::NOT_FOUND, format!("pod {ns}/{pod} does not run here\n")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{pod} does not run here\n"),
+        )
+            .into_response();
     };
     let ports: Vec<u16> = q
         .get("ports")
@@ -138,7 +164,11 @@ async fn pump(agent: Arc<Agent>, ws: WebSocket, ip: std::net::IpAddr, ports: Vec
     for (i, p) in ports.iter().enumerate() {
         let [lo, hi] = p.to_le_bytes();
         for ch in [2 * i as u8, 2 * i as u8 + 1] {
-            if sink.send(Message::Binary(vec![ch, lo, hi].into())).await.is_err() {
+            if sink
+                .send(Message::Binary(vec![ch, lo, hi].into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }

@@ -54,7 +54,12 @@ impl Bind {
 
 /// Joins `netns` (a `/run/netns/NAME` path; none for host-network pods), binds `binds`,
 /// changes to `workdir` and execs `argv`. Returns only on failure.
-pub fn run(netns: Option<PathBuf>, binds: &[Bind], workdir: Option<PathBuf>, argv: &[OsString]) -> Error {
+pub fn run(
+    netns: Option<PathBuf>,
+    binds: &[Bind],
+    workdir: Option<PathBuf>,
+    argv: &[OsString],
+) -> Error {
     match prepare(netns, binds) {
         Ok(()) => {}
         Err(e) => return e,
@@ -73,7 +78,8 @@ pub fn run(netns: Option<PathBuf>, binds: &[Bind], workdir: Option<PathBuf>, arg
 
 fn prepare(netns: Option<PathBuf>, binds: &[Bind]) -> Result<()> {
     if let Some(ns) = netns {
-        let f = std::fs::File::open(&ns).map_err(|e| Error::io(format!("open {}", ns.display()), e))?;
+        let f =
+            std::fs::File::open(&ns).map_err(|e| Error::io(format!("open {}", ns.display()), e))?;
         setns(f, CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io(format!("setns {}", ns.display()), e.into()))?;
     }
@@ -112,7 +118,12 @@ fn prepare(netns: Option<PathBuf>, binds: &[Bind]) -> Result<()> {
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
                 None::<&str>,
             )
-            .map_err(|e| Error::io(format!("remount {} read-only", b.target.display()), e.into()))?;
+            .map_err(|e| {
+                Error::io(
+                    format!("remount {} read-only", b.target.display()),
+                    e.into(),
+                )
+            })?;
         }
     }
     Ok(())

@@ -3,7 +3,6 @@
 //! network namespaces of their own, proxies Services (ClusterIP and NodePort), answers
 //! cluster DNS and serves the kubelet endpoints for logs and port-forward.
 
-
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -17,7 +16,10 @@ use kube_node_agent::error::{Error, Result};
 use kube_node_agent::{cluster, dns, image, kubelet_api, launch, netns, node, pod, proxy};
 
 #[derive(Parser)]
-#[command(version, about = "A node agent that runs pods as local processes (test infrastructure)")]
+#[command(
+    version,
+    about = "A node agent that runs pods as local processes (test infrastructure)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -55,6 +57,9 @@ struct RunArgs {
     /// The node's network namespace (made by scripts/k8s-env), with the pod bridge.
     #[arg(long)]
     hub_netns: String,
+    /// The services namespace (made by scripts/k8s-env): ClusterIPs and cluster DNS.
+    #[arg(long)]
+    svc_netns: String,
     /// Name of the pod bridge in the node's namespace.
     #[arg(long, default_value = "br0")]
     bridge: String,
@@ -142,6 +147,7 @@ async fn run(a: RunArgs) -> Result<()> {
     let net = netns::PodNetwork::new(&a.netns_prefix, &a.hub_netns, &a.bridge, &a.pod_cidr)?;
     net.clean_stale().await;
     let hub = netns::Hub::start(&a.hub_netns)?;
+    let svc = netns::Hub::start(&a.svc_netns)?;
     std::fs::create_dir_all(a.state_dir.join("pods"))
         .map_err(|e| Error::io(format!("create {}", a.state_dir.display()), e))?;
     let self_exe = std::env::current_exe().map_err(|e| Error::io("find this executable", e))?;
@@ -174,10 +180,15 @@ async fn run(a: RunArgs) -> Result<()> {
         tokio::spawn(node::schedule(agent.clone())),
         tokio::spawn(node::pods(agent.clone())),
         tokio::spawn(proxy::watch(client.clone(), shared.clone())),
-        tokio::spawn(proxy::run(hub.clone(), shared.clone(), api_server)),
+        tokio::spawn(proxy::run(
+            hub.clone(),
+            svc.clone(),
+            shared.clone(),
+            api_server,
+        )),
     ];
     {
-        let (hub, shared, domain, dns) = (hub.clone(), shared.clone(), a.domain.clone(), a.dns_ip);
+        let (hub, shared, domain, dns) = (svc.clone(), shared.clone(), a.domain.clone(), a.dns_ip);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = dns::serve(hub, shared, dns, domain).await {
                 tracing::error!(error = %e, "cluster DNS");
@@ -203,12 +214,18 @@ async fn run(a: RunArgs) -> Result<()> {
     for t in &tasks {
         t.abort();
     }
-    let uids: Vec<String> = agent.pods.lock().map(|p| p.keys().cloned().collect()).unwrap_or_default();
+    let uids: Vec<String> = agent
+        .pods
+        .lock()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
     for uid in uids {
         pod::stop(&agent, &uid, 2);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while agent.pods.lock().map(|p| !p.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+    while agent.pods.lock().map(|p| !p.is_empty()).unwrap_or(false)
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.net.clean_stale().await;

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs closures on a thread inside the hub network namespace.
+/// Runs closures on a thread inside one network namespace (the node's, or the services').
 #[derive(Clone)]
 pub struct Hub {
     jobs: std::sync::mpsc::Sender<Job>,
@@ -25,7 +25,8 @@ impl Hub {
     /// Starts the hub thread in `/run/netns/<name>`.
     pub fn start(name: &str) -> Result<Self> {
         let path = netns_path(name);
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -49,18 +50,25 @@ impl Hub {
     }
 
     /// Runs `f` in the hub namespace and returns its result.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send(Box::new(move || {
                 let _ = tx.send(f());
             }))
             .map_err(|_| Error::Config("the hub thread is gone".into()))?;
-        rx.await.map_err(|_| Error::Config("the hub thread dropped a job".into()))
+        rx.await
+            .map_err(|_| Error::Config("the hub thread dropped a job".into()))
     }
 
     /// A TCP connection to `addr` from the hub namespace.
-    pub async fn connect(&self, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    pub async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<tokio::net::TcpStream> {
         let sock = self
             .run(move || -> std::io::Result<std::net::TcpStream> {
                 let s = socket2::Socket::new(
@@ -76,7 +84,9 @@ impl Hub {
         let sock = tokio::net::TcpSocket::from_std_stream(sock);
         tokio::time::timeout(std::time::Duration::from_secs(5), sock.connect(addr))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connect {addr}")))?
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connect {addr}"))
+            })?
     }
 
     /// A nonblocking UDP socket bound to `addr` in the hub namespace.
@@ -93,7 +103,10 @@ impl Hub {
     }
 
     /// A TCP listener bound to `addr` in the hub namespace.
-    pub async fn listen(&self, addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    pub async fn listen(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> std::io::Result<tokio::net::TcpListener> {
         let l = self
             .run(move || -> std::io::Result<std::net::TcpListener> {
                 let s = socket2::Socket::new(
@@ -195,7 +208,10 @@ impl PodNetwork {
     /// Creates a pod namespace with a fresh address.
     pub async fn create(&self) -> Result<PodNet> {
         let index = {
-            let mut used = self.used.lock().map_err(|_| Error::Config("poisoned".into()))?;
+            let mut used = self
+                .used
+                .lock()
+                .map_err(|_| Error::Config("poisoned".into()))?;
             let i = (2..=254u8)
                 .find(|i| !used.contains(i))
                 .ok_or_else(|| Error::Config("pod address range exhausted".into()))?;
@@ -223,8 +239,22 @@ impl PodNetwork {
         let _ = ip(&["netns", "del", ns]).await;
         let _ = ip(&["-n", &self.hub, "link", "del", &host_if]).await;
         ip(&["netns", "add", ns]).await?;
-        ip(&["-n", &self.hub, "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", ns]).await?;
-        ip(&["-n", &self.hub, "link", "set", &host_if, "master", &self.bridge, "up"]).await?;
+        ip(&[
+            "-n", &self.hub, "link", "add", &host_if, "type", "veth", "peer", "name", "eth0",
+            "netns", ns,
+        ])
+        .await?;
+        ip(&[
+            "-n",
+            &self.hub,
+            "link",
+            "set",
+            &host_if,
+            "master",
+            &self.bridge,
+            "up",
+        ])
+        .await?;
         ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
         ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"]).await?;
         ip(&["-n", ns, "link", "set", "eth0", "up"]).await?;

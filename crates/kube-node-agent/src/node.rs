@@ -36,7 +36,11 @@ pub async fn register(agent: &Agent, kubelet_port: u16) -> Result<()> {
         "spec": {},
     });
     nodes
-        .patch(&agent.node, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+        .patch(
+            &agent.node,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await?;
     heartbeat(agent, kubelet_port).await
 }
@@ -49,7 +53,8 @@ pub async fn heartbeat(agent: &Agent, kubelet_port: u16) -> Result<()> {
         json!({"type": kind, "status": status, "reason": reason, "message": reason,
                "lastHeartbeatTime": t, "lastTransitionTime": t})
     };
-    let capacity = json!({"cpu": "2", "memory": "24Gi", "pods": "110", "ephemeral-storage": "50Gi"});
+    let capacity =
+        json!({"cpu": "2", "memory": "24Gi", "pods": "110", "ephemeral-storage": "50Gi"});
     let status = json!({
         "status": {
             "conditions": [
@@ -79,10 +84,16 @@ pub async fn heartbeat(agent: &Agent, kubelet_port: u16) -> Result<()> {
     });
     // Conditions merge by type only with a strategic merge patch.
     nodes
-        .patch_status(&agent.node, &PatchParams::default(), &Patch::Strategic(status))
+        .patch_status(
+            &agent.node,
+            &PatchParams::default(),
+            &Patch::Strategic(status),
+        )
         .await?;
     let leases: Api<Lease> = Api::namespaced(agent.client.clone(), "kube-node-lease");
-    let micro = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let micro = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -90,7 +101,11 @@ pub async fn heartbeat(agent: &Agent, kubelet_port: u16) -> Result<()> {
         "spec": {"holderIdentity": agent.node, "leaseDurationSeconds": 40, "renewTime": micro},
     });
     leases
-        .patch(&agent.node, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&lease))
+        .patch(
+            &agent.node,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&lease),
+        )
         .await?;
     Ok(())
 }
@@ -149,7 +164,12 @@ pub async fn schedule(agent: Arc<Agent>) {
         });
         let api: Api<Pod> = Api::namespaced(agent.client.clone(), &ns);
         match api
-            .create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
             .await
         {
             Ok(_) => tracing::info!(pod = %format!("{ns}/{name}"), node = %agent.node, "bound"),
@@ -169,24 +189,41 @@ pub async fn pods(agent: Arc<Agent>) {
                 let uid = p.metadata.uid.clone().unwrap_or_default();
                 if p.metadata.deletion_timestamp.is_some() {
                     let grace = p.metadata.deletion_grace_period_seconds.unwrap_or(30);
-                    let running = agent.pods.lock().map(|m| m.contains_key(&uid)).unwrap_or(false);
+                    let running = agent
+                        .pods
+                        .lock()
+                        .map(|m| m.contains_key(&uid))
+                        .unwrap_or(false);
                     if running {
                         pod::stop(&agent, &uid, grace);
                     } else {
                         // Nothing runs for it here: finish the deletion at once.
-                        let api: Api<Pod> =
-                            Api::namespaced(agent.client.clone(), p.metadata.namespace.as_deref().unwrap_or(""));
+                        let api: Api<Pod> = Api::namespaced(
+                            agent.client.clone(),
+                            p.metadata.namespace.as_deref().unwrap_or(""),
+                        );
                         let _ = api
                             .delete(
                                 p.metadata.name.as_deref().unwrap_or(""),
-                                &kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() },
+                                &kube::api::DeleteParams {
+                                    grace_period_seconds: Some(0),
+                                    ..Default::default()
+                                },
                             )
                             .await;
                     }
                     continue;
                 }
-                let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                let running = agent.pods.lock().map(|m| m.contains_key(&uid)).unwrap_or(true);
+                let phase = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                let running = agent
+                    .pods
+                    .lock()
+                    .map(|m| m.contains_key(&uid))
+                    .unwrap_or(true);
                 if !running && phase != "Succeeded" && phase != "Failed" {
                     pod::start(&agent, p);
                 }

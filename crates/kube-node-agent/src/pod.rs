@@ -29,7 +29,9 @@ pub fn start(agent: &Arc<Agent>, pod: Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let Ok(mut pods) = agent.pods.lock() else { return };
+    let Ok(mut pods) = agent.pods.lock() else {
+        return;
+    };
     if pods.contains_key(&uid) {
         return;
     }
@@ -120,7 +122,12 @@ async fn run(agent: &Arc<Agent>, pod: Pod, dir: PathBuf, mut stop: watch::Receiv
     let _ = std::fs::create_dir_all(dir.join("logs"));
     let mut r = PodRun {
         agent,
-        containers: spec.containers.iter().cloned().map(ContainerState::new).collect(),
+        containers: spec
+            .containers
+            .iter()
+            .cloned()
+            .map(ContainerState::new)
+            .collect(),
         pod,
         dir,
         net,
@@ -189,16 +196,22 @@ impl PodRun<'_> {
             let d = volume::dir(&self.dir, &v.name);
             match content {
                 Content::Files(files) => {
-                    volume::write_atomic(&d, &files).map_err(|e| format!("volume {}: {e}", v.name))?;
+                    volume::write_atomic(&d, &files)
+                        .map_err(|e| format!("volume {}: {e}", v.name))?;
                 }
-                Content::Scratch => std::fs::create_dir_all(&d).map_err(|e| format!("volume {}: {e}", v.name))?,
+                Content::Scratch => {
+                    std::fs::create_dir_all(&d).map_err(|e| format!("volume {}: {e}", v.name))?
+                }
                 Content::Host(p) => {
                     vol_dirs.insert(v.name.clone(), p);
                     continue;
                 }
             }
             if v.projected.as_ref().is_some_and(|p| {
-                p.sources.iter().flatten().any(|s| s.service_account_token.is_some())
+                p.sources
+                    .iter()
+                    .flatten()
+                    .any(|s| s.service_account_token.is_some())
             }) {
                 self.token_volumes = true;
             }
@@ -206,25 +219,50 @@ impl PodRun<'_> {
         }
         let resolv = self.dir.join("resolv.conf");
         let hosts = self.dir.join("hosts");
-        std::fs::write(&resolv, volume::resolv_conf(&ns, &self.agent.dns_ip, &self.agent.domain))
-            .map_err(|e| format!("resolv.conf: {e}"))?;
-        std::fs::write(&hosts, volume::hosts(&self.pod, &self.ip.to_string())).map_err(|e| format!("hosts: {e}"))?;
+        std::fs::write(
+            &resolv,
+            volume::resolv_conf(&ns, &self.agent.dns_ip, &self.agent.domain),
+        )
+        .map_err(|e| format!("resolv.conf: {e}"))?;
+        std::fs::write(&hosts, volume::hosts(&self.pod, &self.ip.to_string()))
+            .map_err(|e| format!("hosts: {e}"))?;
         for i in 0..self.containers.len() {
             let c = self.containers[i].spec.clone();
             let env = env::build(&self.ctx(), &c).await?;
-            let command: Vec<String> = c.command.iter().flatten().map(|s| env::expand(s, &env)).collect();
-            let args: Vec<String> = c.args.iter().flatten().map(|s| env::expand(s, &env)).collect();
-            let argv = self
-                .agent
-                .images
-                .resolve(c.image.as_deref().unwrap_or(""), &command, &args)?;
+            let command: Vec<String> = c
+                .command
+                .iter()
+                .flatten()
+                .map(|s| env::expand(s, &env))
+                .collect();
+            let args: Vec<String> = c
+                .args
+                .iter()
+                .flatten()
+                .map(|s| env::expand(s, &env))
+                .collect();
+            let argv =
+                self.agent
+                    .images
+                    .resolve(c.image.as_deref().unwrap_or(""), &command, &args)?;
             let mut binds = vec![
-                Bind { source: resolv.clone(), target: "/etc/resolv.conf".into(), read_only: true },
-                Bind { source: hosts.clone(), target: "/etc/hosts".into(), read_only: true },
+                Bind {
+                    source: resolv.clone(),
+                    target: "/etc/resolv.conf".into(),
+                    read_only: true,
+                },
+                Bind {
+                    source: hosts.clone(),
+                    target: "/etc/hosts".into(),
+                    read_only: true,
+                },
             ];
             for m in c.volume_mounts.iter().flatten() {
                 let Some(src) = vol_dirs.get(&m.name) else {
-                    return Err(format!("container {}: volumeMount {:?} names no volume", c.name, m.name));
+                    return Err(format!(
+                        "container {}: volumeMount {:?} names no volume",
+                        c.name, m.name
+                    ));
                 };
                 let src = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                     Some(sub) => src.join(sub),
@@ -234,7 +272,11 @@ impl PodRun<'_> {
                 self.agent
                     .ensure_mountpoint(&target, src.is_file())
                     .map_err(|e| format!("mount point {}: {e}", target.display()))?;
-                binds.push(Bind { source: src, target, read_only: m.read_only == Some(true) });
+                binds.push(Bind {
+                    source: src,
+                    target,
+                    read_only: m.read_only == Some(true),
+                });
             }
             self.containers[i].launch = Some(LaunchSpec {
                 netns: self.netns(),
@@ -290,10 +332,15 @@ impl PodRun<'_> {
     async fn sync_volumes(&mut self) {
         let spec = self.pod.spec.clone().unwrap_or_default();
         for v in spec.volumes.iter().flatten() {
-            if v.config_map.is_none() && v.secret.is_none() && (v.projected.is_none() || self.token_volumes) {
+            if v.config_map.is_none()
+                && v.secret.is_none()
+                && (v.projected.is_none() || self.token_volumes)
+            {
                 continue;
             }
-            if let Ok(Content::Files(files)) = volume::content(&self.ctx(), &self.agent.lookup, v).await {
+            if let Ok(Content::Files(files)) =
+                volume::content(&self.ctx(), &self.agent.lookup, v).await
+            {
                 let _ = volume::write_atomic(&volume::dir(&self.dir, &v.name), &files);
             }
         }
@@ -301,14 +348,21 @@ impl PodRun<'_> {
 
     fn reap(&mut self, i: usize, policy: &str) {
         let c = &mut self.containers[i];
-        let Some(child) = c.child.as_mut() else { return };
-        let Ok(Some(status)) = child.try_wait() else { return };
+        let Some(child) = c.child.as_mut() else {
+            return;
+        };
+        let Ok(Some(status)) = child.try_wait() else {
+            return;
+        };
         use std::os::unix::process::ExitStatusExt;
-        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
         let reason = if code == 0 { "Completed" } else { "Error" };
         tracing::info!(pod = %format!("{}/{}", self.pod.metadata.namespace.as_deref().unwrap_or(""), self.pod.metadata.name.as_deref().unwrap_or("")), container = %c.spec.name, code, "container exited");
         c.exited(code, reason);
-        let restart = !self.terminating && (policy == "Always" || (policy == "OnFailure" && code != 0));
+        let restart =
+            !self.terminating && (policy == "Always" || (policy == "OnFailure" && code != 0));
         if restart {
             c.restart_at = Some(Instant::now() + c.backoff);
             c.backoff = (c.backoff * 2).min(Duration::from_secs(30));
@@ -319,11 +373,17 @@ impl PodRun<'_> {
     }
 
     fn spawn(&mut self, i: usize) {
-        let log = self.dir.join("logs").join(format!("{}.log", self.containers[i].spec.name));
+        let log = self
+            .dir
+            .join("logs")
+            .join(format!("{}.log", self.containers[i].spec.name));
         let c = &mut self.containers[i];
         let Some(spec) = c.launch.clone() else { return };
         let mut cmd = spec.command(&self.agent.self_exe, &spec.argv);
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log);
         match file.and_then(|f| Ok((f.try_clone()?, f))) {
             Ok((a, b)) => {
                 cmd.stdout(a).stderr(b);
@@ -348,7 +408,8 @@ impl PodRun<'_> {
                 c.ready_fail = 0;
                 c.ready_ok = 0;
                 let delay = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-                    p.as_ref().map(|p| Instant::now() + probe::Timing::of(p).initial_delay)
+                    p.as_ref()
+                        .map(|p| Instant::now() + probe::Timing::of(p).initial_delay)
                 };
                 c.next_ready_probe = delay(&c.spec.readiness_probe);
                 c.next_live_probe = delay(&c.spec.liveness_probe);
@@ -376,13 +437,16 @@ impl PodRun<'_> {
                 Box::pin(async move {
                     let Some(l) = launch else { return false };
                     let mut cmd = l.command(&exe, &argv);
-                    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                    cmd.stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null());
                     cmd.kill_on_drop(true);
                     matches!(cmd.status().await, Ok(s) if s.success())
                 })
             };
             if let Some(p) = &spec.readiness_probe
-                && self.containers[i].next_ready_probe.is_some_and(|t| t <= now_i)
+                && self.containers[i]
+                    .next_ready_probe
+                    .is_some_and(|t| t <= now_i)
             {
                 let t = probe::Timing::of(p);
                 let ok = probe::run(&self.agent.hub, self.ip, &spec, p, &exec).await;
@@ -404,7 +468,9 @@ impl PodRun<'_> {
             }
             if let Some(p) = &spec.liveness_probe
                 && !self.terminating
-                && self.containers[i].next_live_probe.is_some_and(|t| t <= now_i)
+                && self.containers[i]
+                    .next_live_probe
+                    .is_some_and(|t| t <= now_i)
             {
                 let t = probe::Timing::of(p);
                 let ok = probe::run(&self.agent.hub, self.ip, &spec, p, &exec).await;
@@ -438,7 +504,11 @@ impl PodRun<'_> {
         let any_running = self.containers.iter().any(|c| c.child.is_some());
         let all_done = self.containers.iter().all(|c| c.done);
         let phase = if all_done {
-            if self.containers.iter().all(|c| c.last_exit.as_ref().is_some_and(|e| e.0 == 0)) {
+            if self
+                .containers
+                .iter()
+                .all(|c| c.last_exit.as_ref().is_some_and(|e| e.0 == 0))
+            {
                 "Succeeded"
             } else {
                 "Failed"
@@ -479,7 +549,11 @@ impl PodRun<'_> {
         );
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
         {
             Ok(_) => self.last_status = Some(status),

@@ -41,18 +41,28 @@ impl Timing {
 }
 
 /// How an `exec` probe runs its command (inside the container's namespaces).
-pub type ExecFn<'a> = &'a (dyn Fn(Vec<String>) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync);
+pub type ExecFn<'a> =
+    &'a (dyn Fn(Vec<String>) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync);
 
 /// Runs probe `p` of container `c` once against `ip`.
 pub async fn run(hub: &Hub, ip: IpAddr, c: &Container, p: &Probe, exec: ExecFn<'_>) -> bool {
     let t = Timing::of(p);
     let fut = async {
         if let Some(h) = &p.http_get {
-            let Some(port) = port(c, &h.port) else { return false };
-            return http(hub, SocketAddr::new(ip, port), h.path.as_deref().unwrap_or("/")).await;
+            let Some(port) = port(c, &h.port) else {
+                return false;
+            };
+            return http(
+                hub,
+                SocketAddr::new(ip, port),
+                h.path.as_deref().unwrap_or("/"),
+            )
+            .await;
         }
         if let Some(s) = &p.tcp_socket {
-            let Some(port) = port(c, &s.port) else { return false };
+            let Some(port) = port(c, &s.port) else {
+                return false;
+            };
             return hub.connect(SocketAddr::new(ip, port)).await.is_ok();
         }
         if let Some(e) = &p.exec {

@@ -1,6 +1,6 @@
 //! The service proxy (what kube-proxy does, in user space): every Service port listens on
-//! its ClusterIP in the node's namespace (the service range is a local route there), every
-//! NodePort on all the node's addresses; connections and UDP flows go to a ready endpoint
+//! its ClusterIP in a services namespace (the service range is a local route there, and
+//! the node's namespace routes it there), every NodePort on all the node's addresses; connections and UDP flows go to a ready endpoint
 //! from the EndpointSlices (serving-but-terminating ones when none is ready, as kube-proxy
 //! does). UDP flows keep their endpoint until idle, so a draining pod keeps its clients.
 
@@ -39,20 +39,30 @@ pub struct Shared {
 }
 
 fn key(m: &kube::api::ObjectMeta) -> (String, String) {
-    (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
 }
 
 /// Keeps `shared` up to date with the cluster's Services and EndpointSlices.
 pub async fn watch(client: kube::Client, shared: Shared) {
     let s = shared.clone();
     let svc = async move {
-        let mut st = watcher::watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).boxed();
+        let mut st = watcher::watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .boxed();
         let c2 = client;
         let sh = s.clone();
         let slices = tokio::spawn(async move {
-            let mut st = watcher::watcher(Api::<EndpointSlice>::all(c2), watcher::Config::default()).boxed();
+            let mut st =
+                watcher::watcher(Api::<EndpointSlice>::all(c2), watcher::Config::default()).boxed();
             while let Some(ev) = st.next().await {
-                let Ok(mut cat) = sh.catalog.write() else { return };
+                let Ok(mut cat) = sh.catalog.write() else {
+                    return;
+                };
                 match ev {
                     Ok(Event::Apply(o) | Event::InitApply(o)) => {
                         cat.slices.insert(key(&o.metadata), o);
@@ -67,7 +77,9 @@ pub async fn watch(client: kube::Client, shared: Shared) {
             }
         });
         while let Some(ev) = st.next().await {
-            let Ok(mut cat) = s.catalog.write() else { break };
+            let Ok(mut cat) = s.catalog.write() else {
+                break;
+            };
             match ev {
                 Ok(Event::Apply(o) | Event::InitApply(o)) => {
                     cat.services.insert(key(&o.metadata), o);
@@ -129,13 +141,19 @@ impl Catalog {
                     port_name: p.name.clone().filter(|n| !n.is_empty()),
                     protocol: protocol.clone(),
                 };
-                let Ok(port) = u16::try_from(p.port) else { continue };
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
                 if let Some(ip) = cluster_ip {
-                    out.insert(Listen { addr: SocketAddr::new(ip, port), udp }, target.clone());
+                    out.insert(
+                        Listen {
+                            addr: SocketAddr::new(ip, port),
+                            udp,
+                        },
+                        target.clone(),
+                    );
                 }
-                if node_ports
-                    && let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok())
-                {
+                if node_ports && let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok()) {
                     let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), np);
                     out.insert(Listen { addr: any, udp }, target);
                 }
@@ -152,7 +170,11 @@ impl Catalog {
         let mut serving = Vec::new();
         for ((ns, _), s) in &self.slices {
             if ns != &t.namespace
-                || s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")) != Some(&t.service)
+                || s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    != Some(&t.service)
             {
                 continue;
             }
@@ -162,11 +184,15 @@ impl Catalog {
             }) else {
                 continue;
             };
-            let Some(port) = port.port.and_then(|p| u16::try_from(p).ok()) else { continue };
+            let Some(port) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+                continue;
+            };
             for e in s.endpoints.iter().flatten() {
                 let c = e.conditions.clone().unwrap_or_default();
                 for a in &e.addresses {
-                    let Ok(ip) = a.parse::<IpAddr>() else { continue };
+                    let Ok(ip) = a.parse::<IpAddr>() else {
+                        continue;
+                    };
                     let b = Backend::Hub(SocketAddr::new(ip, port));
                     if c.ready.unwrap_or(true) {
                         ready.push(b);
@@ -180,13 +206,20 @@ impl Catalog {
     }
 }
 
-/// Runs the listeners that the catalog asks for, forever.
-pub async fn run(hub: Hub, shared: Shared, api_server: SocketAddr) {
+/// Runs the listeners that the catalog asks for, forever: NodePorts in the node's
+/// namespace (`node`), ClusterIPs in the services namespace (`svc`), so that host-network
+/// pods can bind any port the way they can beside the real kube-proxy, which holds no
+/// sockets on ClusterIPs.
+pub async fn run(node: Hub, svc: Hub, shared: Shared, api_server: SocketAddr) {
     let mut running: HashMap<Listen, (Target, JoinHandle<()>)> = HashMap::new();
     let rr = Arc::new(AtomicUsize::new(0));
     loop {
         let notified = shared.changed.notified();
-        let want = shared.catalog.read().map(|c| c.listeners()).unwrap_or_default();
+        let want = shared
+            .catalog
+            .read()
+            .map(|c| c.listeners())
+            .unwrap_or_default();
         running.retain(|l, (t, h)| {
             let keep = want.get(l) == Some(t) && !h.is_finished();
             if !keep {
@@ -198,7 +231,19 @@ pub async fn run(hub: Hub, shared: Shared, api_server: SocketAddr) {
             if running.contains_key(&l) {
                 continue;
             }
-            let h = tokio::spawn(listener(hub.clone(), shared.clone(), l, t.clone(), api_server, rr.clone()));
+            let hub = if l.addr.ip().is_unspecified() {
+                node.clone()
+            } else {
+                svc.clone()
+            };
+            let h = tokio::spawn(listener(
+                hub,
+                shared.clone(),
+                l,
+                t.clone(),
+                api_server,
+                rr.clone(),
+            ));
             running.insert(l, (t, h));
         }
         tokio::select! {
@@ -216,7 +261,14 @@ fn pick(shared: &Shared, t: &Target, api: SocketAddr, rr: &AtomicUsize) -> Optio
     Some(list[rr.fetch_add(1, Ordering::Relaxed) % list.len()])
 }
 
-async fn listener(hub: Hub, shared: Shared, l: Listen, t: Target, api: SocketAddr, rr: Arc<AtomicUsize>) {
+async fn listener(
+    hub: Hub,
+    shared: Shared,
+    l: Listen,
+    t: Target,
+    api: SocketAddr,
+    rr: Arc<AtomicUsize>,
+) {
     let res = if l.udp {
         udp(&hub, &shared, l.addr, &t, api, &rr).await
     } else {
@@ -229,7 +281,14 @@ async fn listener(hub: Hub, shared: Shared, l: Listen, t: Target, api: SocketAdd
     }
 }
 
-async fn tcp(hub: &Hub, shared: &Shared, addr: SocketAddr, t: &Target, api: SocketAddr, rr: &AtomicUsize) -> std::io::Result<()> {
+async fn tcp(
+    hub: &Hub,
+    shared: &Shared,
+    addr: SocketAddr,
+    t: &Target,
+    api: SocketAddr,
+    rr: &AtomicUsize,
+) -> std::io::Result<()> {
     let lis = hub.listen(addr).await?;
     loop {
         let (mut inbound, _) = lis.accept().await?;
@@ -253,9 +312,17 @@ async fn tcp(hub: &Hub, shared: &Shared, addr: SocketAddr, t: &Target, api: Sock
 /// 120 s; TURN refreshes within 10 minutes, so flows live longer here).
 const UDP_IDLE: Duration = Duration::from_secs(600);
 
-async fn udp(hub: &Hub, shared: &Shared, addr: SocketAddr, t: &Target, api: SocketAddr, rr: &AtomicUsize) -> std::io::Result<()> {
+async fn udp(
+    hub: &Hub,
+    shared: &Shared,
+    addr: SocketAddr,
+    t: &Target,
+    api: SocketAddr,
+    rr: &AtomicUsize,
+) -> std::io::Result<()> {
     let lis = Arc::new(hub.udp(addr).await?);
-    let flows: Arc<tokio::sync::Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>> = Arc::default();
+    let flows: Arc<tokio::sync::Mutex<HashMap<SocketAddr, Arc<tokio::net::UdpSocket>>>> =
+        Arc::default();
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = lis.recv_from(&mut buf).await?;
@@ -263,7 +330,9 @@ async fn udp(hub: &Hub, shared: &Shared, addr: SocketAddr, t: &Target, api: Sock
         let up = match existing {
             Some(s) => s,
             None => {
-                let Some(Backend::Hub(b) | Backend::Host(b)) = pick(shared, t, api, rr) else { continue };
+                let Some(Backend::Hub(b) | Backend::Host(b)) = pick(shared, t, api, rr) else {
+                    continue;
+                };
                 let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
                 let s = Arc::new(hub.udp(any).await?);
                 s.connect(b).await?;

@@ -53,7 +53,10 @@ pub async fn content(ctx: &EnvContext<'_>, lookup: &Lookup, v: &Volume) -> Resul
         let mut files = BTreeMap::new();
         for item in d.items.iter().flatten() {
             if let Some(f) = &item.field_ref {
-                files.insert(item.path.clone(), env::field(ctx, &f.field_path)?.into_bytes());
+                files.insert(
+                    item.path.clone(),
+                    env::field(ctx, &f.field_path)?.into_bytes(),
+                );
             }
         }
         return Ok(Content::Files(files));
@@ -84,14 +87,20 @@ pub async fn content(ctx: &EnvContext<'_>, lookup: &Lookup, v: &Volume) -> Resul
             if let Some(d) = &src.downward_api {
                 for item in d.items.iter().flatten() {
                     if let Some(f) = &item.field_ref {
-                        files.insert(item.path.clone(), env::field(ctx, &f.field_path)?.into_bytes());
+                        files.insert(
+                            item.path.clone(),
+                            env::field(ctx, &f.field_path)?.into_bytes(),
+                        );
                     }
                 }
             }
         }
         return Ok(Content::Files(files));
     }
-    Err(format!("volume {:?}: this volume type is not emulated by the node agent", v.name))
+    Err(format!(
+        "volume {:?}: this volume type is not emulated by the node agent",
+        v.name
+    ))
 }
 
 fn pick(data: BTreeMap<String, String>, items: Option<&[KeyToPath]>) -> BTreeMap<String, Vec<u8>> {
@@ -99,7 +108,10 @@ fn pick(data: BTreeMap<String, String>, items: Option<&[KeyToPath]>) -> BTreeMap
         None => data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
         Some(items) => items
             .iter()
-            .filter_map(|i| data.get(&i.key).map(|v| (i.path.clone(), v.clone().into_bytes())))
+            .filter_map(|i| {
+                data.get(&i.key)
+                    .map(|v| (i.path.clone(), v.clone().into_bytes()))
+            })
             .collect(),
     }
 }
@@ -111,7 +123,9 @@ pub fn write_atomic(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> std::io::R
     let data = dir.join("..data");
     if let Ok(cur) = std::fs::read_link(&data) {
         let cur = dir.join(cur);
-        let same = files.iter().all(|(k, v)| std::fs::read(cur.join(k)).ok().as_deref() == Some(v.as_slice()))
+        let same = files
+            .iter()
+            .all(|(k, v)| std::fs::read(cur.join(k)).ok().as_deref() == Some(v.as_slice()))
             && count_files(&cur) == files.len();
         if same {
             return Ok(false);
@@ -148,7 +162,11 @@ pub fn write_atomic(dir: &Path, files: &BTreeMap<String, Vec<u8>>) -> std::io::R
     // Names that are gone, and the previous timestamped directory.
     for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if !name.starts_with("..") && !files.keys().any(|k| k.split('/').next() == Some(name.as_str())) {
+        if !name.starts_with("..")
+            && !files
+                .keys()
+                .any(|k| k.split('/').next() == Some(name.as_str()))
+        {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -194,17 +212,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&base);
         let mut files = BTreeMap::from([("a.conf".to_string(), b"one".to_vec())]);
         assert!(write_atomic(&base, &files).unwrap_or(false));
-        assert_eq!(std::fs::read(base.join("a.conf")).ok(), Some(b"one".to_vec()));
-        assert!(!write_atomic(&base, &files).unwrap_or(true), "unchanged content is not rewritten");
+        assert_eq!(
+            std::fs::read(base.join("a.conf")).ok(),
+            Some(b"one".to_vec())
+        );
+        assert!(
+            !write_atomic(&base, &files).unwrap_or(true),
+            "unchanged content is not rewritten"
+        );
         files.insert("a.conf".into(), b"two".to_vec());
         files.insert("b".into(), b"x".to_vec());
         assert!(write_atomic(&base, &files).unwrap_or(false));
-        assert_eq!(std::fs::read(base.join("a.conf")).ok(), Some(b"two".to_vec()));
+        assert_eq!(
+            std::fs::read(base.join("a.conf")).ok(),
+            Some(b"two".to_vec())
+        );
         files.remove("b");
         assert!(write_atomic(&base, &files).unwrap_or(false));
         assert!(std::fs::symlink_metadata(base.join("b")).is_err());
         let stamps = std::fs::read_dir(&base)
-            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("..1")).count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("..1"))
+                    .count()
+            })
             .unwrap_or(0);
         assert_eq!(stamps, 1, "old timestamped directories are removed");
         let _ = std::fs::remove_dir_all(&base);

@@ -134,7 +134,14 @@ pub async fn watch_connected(
 ) {
     let mut retry = RETRY;
     loop {
-        let res = watch_once(&addr, id.as_deref(), node.as_deref(), &tx, connected.as_ref()).await;
+        let res = watch_once(
+            &addr,
+            id.as_deref(),
+            node.as_deref(),
+            &tx,
+            connected.as_ref(),
+        )
+        .await;
         if let Some(c) = &connected {
             c.send_replace(false);
         }

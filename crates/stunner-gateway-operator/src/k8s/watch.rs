@@ -71,22 +71,40 @@ fn spawn<K>(
 /// serve (the Gateway API's UDPRoute is optional: STUNner's own stands in for it).
 pub async fn missing_crds(client: &Client) -> Vec<&'static str> {
     let mut missing = Vec::new();
-    if served(&Api::<GatewayClass>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<GatewayClass>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("gatewayclasses.gateway.networking.k8s.io");
     }
-    if served(&Api::<Gateway>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<Gateway>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("gateways.gateway.networking.k8s.io");
     }
-    if served(&Api::<GatewayConfig>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<GatewayConfig>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("gatewayconfigs.stunner.l7mp.io");
     }
-    if served(&Api::<Dataplane>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<Dataplane>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("dataplanes.stunner.l7mp.io");
     }
-    if served(&Api::<StaticService>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<StaticService>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("staticservices.stunner.l7mp.io");
     }
-    if served(&Api::<UDPRoute>::all(client.clone()), false).await.is_err() {
+    if served(&Api::<UDPRoute>::all(client.clone()), false)
+        .await
+        .is_err()
+    {
         missing.push("udproutes.stunner.l7mp.io");
     }
     missing
