@@ -441,7 +441,9 @@ def case_two_replicas():
     """Two operator replicas: one Lease holder; killing it hands over within the lease
     duration and the dataplane is not restarted."""
     ns = "e2e-managed"
-    sh("helm", "upgrade", "stunner-gateway-operator", OP_CHART, "-n", SYSTEM_NS, "--reuse-values",
+    # dataplane_custom edited the Dataplane with kubectl: Helm 4's server-side apply then
+    # conflicts on those fields unless told to take them back (docs/INSTALL.md says so).
+    sh("helm", "upgrade", "stunner-gateway-operator", OP_CHART, "-n", SYSTEM_NS, "--reuse-values", "--force-conflicts",
        "--set", "stunnerGatewayOperator.deployment.replicas=2", "--wait", "--timeout", "120s", timeout=150)
     until("two ready operator pods", lambda: sum(ready(p) for p in pods(SYSTEM_NS, f"control-plane={OP_DEPLOY}")) == 2, timeout=90)
     dp = live_pods(ns)[0]["metadata"]["uid"]

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Register the node and run its pods until SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Internal: join a pod's namespaces and exec a container's program.
     Launch {
         /// Network namespace file (`/run/netns/NAME`).
@@ -123,7 +123,7 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            if let Err(e) = rt.block_on(run(args)) {
+            if let Err(e) = rt.block_on(run(*args)) {
                 eprintln!("kube-node-agent: {e}");
                 std::process::exit(1);
             }

@@ -334,20 +334,19 @@ async fn udp(
                     continue;
                 };
                 let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-                let s = Arc::new(hub.udp(any).await?);
-                s.connect(b).await?;
+                // A flow that cannot be set up loses this datagram, not the listener.
+                let Ok(s) = hub.udp(any).await else { continue };
+                if s.connect(b).await.is_err() {
+                    continue;
+                }
+                let s = Arc::new(s);
                 flows.lock().await.insert(from, s.clone());
                 let (s2, lis2, flows2) = (s.clone(), lis.clone(), flows.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
-                    loop {
-                        match tokio::time::timeout(UDP_IDLE, s2.recv(&mut buf)).await {
-                            Ok(Ok(n)) => {
-                                let _ = lis2.send_to(&buf[..n], from).await;
-                            }
-                            // An ICMP error (the endpoint went away) or idleness ends the flow.
-                            _ => break,
-                        }
+                    // An ICMP error (the endpoint went away) or idleness ends the flow.
+                    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, s2.recv(&mut buf)).await {
+                        let _ = lis2.send_to(&buf[..n], from).await;
                     }
                     flows2.lock().await.remove(&from);
                 });
