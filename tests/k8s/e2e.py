@@ -74,6 +74,15 @@ def live_pods(ns, selector="app=stunner"):
     return [p for p in pods(ns, selector) if not p["metadata"].get("deletionTimestamp")]
 
 
+def rollout_settled(ns, name):
+    """The Deployment's controller saw its latest spec, every replica runs it and is
+    ready, and exactly that many pods are not being deleted."""
+    d = kget("deployment", "-n", ns, name)
+    st, want = d.get("status", {}), d["spec"].get("replicas", 1)
+    return (st.get("observedGeneration") == d["metadata"]["generation"] and st.get("updatedReplicas") == want
+            and st.get("readyReplicas") == want and len(live_pods(ns)) == want)
+
+
 def ready(pod):
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
 
@@ -300,6 +309,22 @@ def case_managed():
     assert_relays(node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
 
 
+def case_tools():
+    """stunnerctl without addresses finds the CDS, a stunnerd pod and the auth service
+    through the API server and port-forwards to them (the kubelet endpoint of the node
+    agent); kubectl logs reads a container's log."""
+    ns = "e2e-managed"
+    out = sh("target/debug/stunnerctl", "-n", ns, "config", "udp-gateway", timeout=60)
+    assert "udp-listener" in out and "tcp-listener" in out, out
+    print(f"    stunnerctl config: {out.strip().splitlines()[0][:100]}")
+    out = sh("target/debug/stunnerctl", "-n", ns, "status", "udp-gateway", timeout=60)
+    assert "udp-listener" in out, out
+    out = sh("target/debug/stunnerctl", "-n", ns, "auth", "udp-gateway", timeout=60)
+    assert "turn:" in out and NODE_EXTERNAL_IP in out, out
+    logs = kubectl("logs", "-n", ns, "deploy/udp-gateway", "--tail=50")
+    assert "config applied" in logs, logs[-500:]
+
+
 def case_dataplane_custom():
     """The Dataplane's image, args (--udp-thread-num), resources and hostNetwork reach the
     Deployment and the running pod, which still relays."""
@@ -446,6 +471,11 @@ def case_two_replicas():
     sh("helm", "upgrade", "stunner-gateway-operator", OP_CHART, "-n", SYSTEM_NS, "--reuse-values", "--force-conflicts",
        "--set", "stunnerGatewayOperator.deployment.replicas=2", "--wait", "--timeout", "120s", timeout=150)
     until("two ready operator pods", lambda: sum(ready(p) for p in pods(SYSTEM_NS, f"control-plane={OP_DEPLOY}")) == 2, timeout=90)
+    # The upgrade gives the Dataplane back the chart's image and resources, so the
+    # dataplane rolls once; the hand-over is measured on the settled pod.
+    until("the chart's Dataplane to reach the Deployment", lambda: not kget("deployment", "-n", ns, "udp-gateway")
+          ["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":e2e"), timeout=60)
+    until("the dataplane rollout to settle", lambda: rollout_settled(ns, "udp-gateway"), timeout=120)
     dp = live_pods(ns)[0]["metadata"]["uid"]
     leases = kget("lease", "-n", SYSTEM_NS)["items"]
     lease = next(l for l in leases if l["spec"].get("holderIdentity", "").startswith(OP_DEPLOY))
@@ -466,9 +496,16 @@ def case_gc():
     """Deleting a Gateway: the real garbage collector removes its Deployment, Service and
     pods through the owner references; helm uninstall removes the control plane."""
     ns = "e2e-managed"
-    assert kget("deployment", "-n", ns, "-l", "app=stunner")["items"], "no dataplane to collect (an earlier case failed)"
+    # The operator labels what it owns (Deployment, Service) with owned-by; app=stunner is
+    # on the pods only.
+    owned = "stunner.l7mp.io/owned-by=stunner,stunner.l7mp.io/related-gateway-name=udp-gateway"
+    objs = kget("deployment,service", "-n", ns, "-l", owned)["items"]
+    assert sorted(o["kind"] for o in objs) == ["Deployment", "Service"], f"expected the Gateway's Deployment and Service, found {[o['kind'] for o in objs]}"
+    for o in objs:
+        refs = o["metadata"].get("ownerReferences", [])
+        assert any(r["kind"] == "Gateway" and r["name"] == "udp-gateway" for r in refs), f"{o['kind']} has no Gateway owner reference: {refs}"
     kubectl("-n", ns, "delete", "gateway", "udp-gateway")
-    until("the Gateway's Deployment and Service to be collected", lambda: not kget("deployment,service", "-n", ns, "-l", "app=stunner")["items"], timeout=90)
+    until("the Gateway's Deployment and Service to be collected", lambda: not kget("deployment,service", "-n", ns, "-l", owned)["items"], timeout=90)
     # Pods with live allocations drain (Terminating) rather than vanish.
     until("the dataplane pods to be deleted", lambda: not live_pods(ns), timeout=90)
     helm_uninstall("stunner-gateway-operator", SYSTEM_NS)
@@ -504,14 +541,18 @@ def case_legacy():
 
 
 # Cases that work on the Gateway that `managed` made, in order.
-CHAIN = {case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
+CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
 
-CASES = [case_skip_crds, case_managed, case_dataplane_custom, case_rollout_restart,
+CASES = [case_skip_crds, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
          case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_legacy]
 
 
 def main():
-    only = set(sys.argv[1:])
+    only = {a.removeprefix("case_") for a in sys.argv[1:]}
+    unknown = only - {c.__name__.removeprefix("case_") for c in CASES}
+    if unknown:
+        print(f"k8s-e2e: no such case: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     passed = failed = 0
     for case in CASES:
         name = case.__name__.removeprefix("case_")

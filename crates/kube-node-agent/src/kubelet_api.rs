@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -129,7 +129,7 @@ async fn logs(
 async fn port_forward_uid(
     state: State<Arc<Agent>>,
     Path((ns, pod, _uid)): Path<(String, String, String)>,
-    q: Query<BTreeMap<String, String>>,
+    q: RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
     port_forward(state, Path((ns, pod)), q, ws).await
@@ -138,7 +138,7 @@ async fn port_forward_uid(
 async fn port_forward(
     State(agent): State<Arc<Agent>>,
     Path((ns, pod)): Path<(String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
+    RawQuery(raw): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some((Some(ip), _)) = agent.find(&ns, &pod) else {
@@ -148,10 +148,20 @@ async fn port_forward(
         )
             .into_response();
     };
-    let ports: Vec<u16> = q
-        .get("ports")
-        .map(|p| p.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-        .unwrap_or_default();
+    // The API server passes each port as its own `port=N` (kubelet's PortHeader);
+    // `ports=N,M` is what clients send to the API server, accepted here too.
+    let ports: Vec<u16> = raw
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "port" || *k == "ports")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect::<Vec<u16>>()
+        })
+        .collect();
     if ports.is_empty() {
         return (StatusCode::BAD_REQUEST, "no ports given\n").into_response();
     }
