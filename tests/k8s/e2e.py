@@ -309,18 +309,77 @@ def case_managed():
     assert_relays(node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
 
 
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def http_get(port, path):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+        return r.status, r.read().decode()
+
+
 def case_tools():
-    """stunnerctl without addresses finds the CDS, a stunnerd pod and the auth service
-    through the API server and port-forwards to them (the kubelet endpoint of the node
-    agent); kubectl logs reads a container's log."""
+    """Every tool that finds the control plane through the Kubernetes API does so against
+    the real API server, which port-forwards through the node agent's kubelet endpoint:
+    stunnerctl (config, status, auth), turncat `k8s://` from outside the cluster, stunnerd
+    `-c k8s`, the auth service without a CDS address; `kubectl logs` reads a container."""
     ns = "e2e-managed"
-    out = sh("target/debug/stunnerctl", "-n", ns, "config", "udp-gateway", timeout=60)
-    assert "udp-listener" in out and "tcp-listener" in out, out
-    print(f"    stunnerctl config: {out.strip().splitlines()[0][:100]}")
-    out = sh("target/debug/stunnerctl", "-n", ns, "status", "udp-gateway", timeout=60)
-    assert "udp-listener" in out, out
-    out = sh("target/debug/stunnerctl", "-n", ns, "auth", "udp-gateway", timeout=60)
-    assert "turn:" in out and NODE_EXTERNAL_IP in out, out
+    clean = {k: v for k, v in os.environ.items() if k not in ("CDS_SERVER_ADDR", "KUBERNETES_SERVICE_HOST")}
+    ctl = lambda *a, check=True: subprocess.run(["target/debug/stunnerctl", *a], capture_output=True, text=True,
+                                                timeout=60, env=clean, check=False)
+    r = ctl("-n", ns, "config", "udp-gateway")
+    assert r.returncode == 0 and "udp-listener" in r.stdout and "tcp-listener" in r.stdout, r.stdout + r.stderr
+    print(f"    stunnerctl config: {r.stdout.strip().splitlines()[0][:100]}")
+    r = ctl("-n", ns, "config", "udp-gateway", "-o", "json")
+    cfg = json.loads(r.stdout)
+    assert cfg["admin"]["name"] == f"{ns}/udp-gateway", r.stdout
+    assert cfg["auth"]["credentials"].get("password") != "pass-1", f"secret printed: {r.stdout}"
+    r = ctl("-n", ns, "status", "udp-gateway")
+    assert r.returncode == 0 and "udp-listener" in r.stdout, r.stdout + r.stderr
+    r = ctl("-n", ns, "auth", "udp-gateway")
+    assert r.returncode == 0 and "turn:" in r.stdout and NODE_EXTERNAL_IP in r.stdout, r.stdout + r.stderr
+    r = ctl("-n", ns, "status", "no-such-gateway")
+    assert r.returncode != 0 and "no running pod with labels app=stunner" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+    # turncat from the outside client's namespace: the CDS through the API server, the
+    # TURN listener at the address the config publishes (ExternalIP and NodePort).
+    peer = echo_ip(ns)
+    p = subprocess.run([EXEC, "target/debug/turncat", "-", f"k8s://{ns}/udp-gateway:udp-listener", f"udp://{peer}:9001"],
+                       input="found through the API\n", capture_output=True, text=True, timeout=30, env=clean)
+    assert p.stdout == "found through the API\n", f"turncat: {p.stdout!r} {p.stderr[-800:]}"
+    print(f"    turncat k8s://{ns}/udp-gateway:udp-listener relayed a line from outside the cluster")
+
+    # stunnerd -c k8s on the host: its config from the CDS found through the API (the
+    # rendered config keeps the default health endpoint, port 8086).
+    env = dict(clean, STUNNER_ADDR="127.0.0.1")
+    with open(os.path.join(ENV_DIR, "stunnerd-k8s.log"), "w") as log:
+        d = subprocess.Popen(["target/debug/stunnerd", "-c", "k8s", "-i", f"{ns}/udp-gateway", "-l", "all:INFO"],
+                             env=env, stdout=log, stderr=log)
+        try:
+            until("stunnerd -c k8s to be ready", lambda: http_get(8086, "/ready")[0] == 200, timeout=30)
+            status = json.loads(http_get(8086, "/status")[1])
+            assert f"{ns}/udp-gateway" in json.dumps(status), status
+        finally:
+            d.terminate()
+            d.wait(timeout=10)
+
+    # The auth service on the host without a CDS address.
+    port = free_port()
+    a = subprocess.Popen(["target/debug/stunner-auth-service", "--address", "127.0.0.1", "--port", str(port)],
+                         env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = until("the auth service to answer from the discovered CDS",
+                     lambda: (lambda r: r[1] if r[0] == 200 else None)(http_get(port, "/ice?service=turn")), timeout=30)
+    finally:
+        a.terminate()
+        a.wait(timeout=10)
+    assert f"turn:{NODE_EXTERNAL_IP}:" in body, body
+
     logs = kubectl("logs", "-n", ns, "deploy/udp-gateway", "--tail=50")
     assert "config applied" in logs, logs[-500:]
 

@@ -60,6 +60,10 @@ struct RunArgs {
     /// The services namespace (made by scripts/k8s-env): ClusterIPs and cluster DNS.
     #[arg(long)]
     svc_netns: String,
+    /// The outside client's network namespace: the API server is served there on its
+    /// host address too (forwarded), so the host's kubeconfig works inside it.
+    #[arg(long)]
+    client_netns: Option<String>,
     /// Name of the pod bridge in the node's namespace.
     #[arg(long, default_value = "br0")]
     bridge: String,
@@ -187,6 +191,10 @@ async fn run(a: RunArgs) -> Result<()> {
             api_server,
         )),
     ];
+    if let Some(ns) = &a.client_netns {
+        let client_hub = netns::Hub::start(ns)?;
+        tasks.push(tokio::spawn(proxy::forward_api(client_hub, api_server)));
+    }
     {
         let (hub, shared, domain, dns) = (svc.clone(), shared.clone(), a.domain.clone(), a.dns_ip);
         tasks.push(tokio::spawn(async move {

@@ -356,3 +356,27 @@ async fn udp(
         let _ = up.send(&buf[..n]).await;
     }
 }
+
+/// Serves the API server's own address (`127.0.0.1:<port>`) inside the outside client's
+/// namespace (`client`), forwarding to the real one: a client outside the cluster uses
+/// the same kubeconfig as the host (`stunnerctl`, `turncat k8s://…`) and also reaches
+/// the node's ExternalIP, as a laptop would.
+pub async fn forward_api(client: Hub, api_server: SocketAddr) {
+    let l = match client.listen(api_server).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, %api_server, "API server forward in the client namespace");
+            return;
+        }
+    };
+    while let Ok((mut conn, _)) = l.accept().await {
+        tokio::spawn(async move {
+            match tokio::net::TcpStream::connect(api_server).await {
+                Ok(mut up) => {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "API server forward: connect"),
+            }
+        });
+    }
+}

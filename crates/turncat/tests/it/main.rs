@@ -304,35 +304,4 @@ fn k8s_target_from_the_cds() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no listener \"nope\""));
-
-    // Without an address the CDS is found through the Kubernetes API and port-forwarded
-    // (the in-repo fake API server forwards to the CDS above).
-    let api = fake_kube_api::FakeApi::start_local();
-    api.put_cds_pod(&format!("127.0.0.1:{cds}"));
-    let kubeconfig =
-        std::env::temp_dir().join(format!("turncat-kubeconfig-{}", std::process::id()));
-    api.write_kubeconfig(&kubeconfig);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("CDS_SERVER_ADDR")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .args(["-", "k8s://ns/gw:udp"])
-        .arg(format!("udp://127.0.0.1:{peer}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"found through the API\n").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "found through the API\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_file(&kubeconfig);
 }
