@@ -4,7 +4,6 @@
 #![allow(missing_docs)]
 
 mod cli;
-mod kubernetes;
 mod mock_api;
 mod standalone;
 mod support;
