@@ -156,8 +156,9 @@ def setup():
 
 
 def deployment():
-    return kget("deployment", "-n", NS, "--ignore-not-found", "udp-gateway") if kubectl(
-        "get", "deployment", "-n", NS, "udp-gateway", "--ignore-not-found", "-o", "name") else None
+    """The Gateway's Deployment, or None."""
+    out = kubectl("get", "deployment", "-n", NS, "udp-gateway", "--ignore-not-found", "-o", "json")
+    return json.loads(out) if out.strip() else None
 
 
 def micro_now():
