@@ -15,4 +15,5 @@ pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod proxy;
+pub mod spdy;
 pub mod volume;
