@@ -43,6 +43,107 @@ def case_skip_crds():
           lambda: ready(kget("pod", "-n", SYSTEM_NS, name)), timeout=90)
 
 
+def forwarding_port(pf, timeout=30):
+    """The local port that `kubectl port-forward` (started with `:PORT`) says it listens on."""
+    end = time.time() + timeout
+    seen = ""
+    while time.time() < end:
+        r, _, _ = select.select([pf.stdout], [], [], 0.5)
+        if not r:
+            continue
+        line = pf.stdout.readline()
+        if not line:
+            break
+        seen += line
+        if "Forwarding from 127.0.0.1:" in line:
+            return int(line.split("127.0.0.1:")[1].split()[0])
+    raise AssertionError(f"kubectl port-forward did not start listening: {seen[-500:]!r}")
+
+
+def case_kubectl_streams():
+    """kubectl's streaming and proxy paths through the API server to the node agent:
+    `port-forward` (SPDY, tunnelled through kubectl's WebSocket) to a pod and to a Service,
+    a port with no listener reported on the error stream; `exec` with stdout, stderr,
+    stdin, the container's environment and network namespace, and exit codes; the API
+    server's pod and service proxies (it reaches pod IPs and ClusterIPs on the host)."""
+    ns = "e2e-streams"
+    # A run just before may have left it terminating.
+    kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", check=False, timeout=120)
+    ensure_ns(ns)
+    C.namespaces.append(ns)
+    apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: sd, namespace: {ns}, labels: {{app: sd}}}}
+spec:
+  containers:
+  - name: stunnerd
+    image: ghcr.io/stunner-rs/stunnerd:latest
+    args: ["turn://user:pass@0.0.0.0:3478?transport=udp"]
+    env: [{{name: GREETING, value: from-the-pod-spec}}]
+    readinessProbe: {{httpGet: {{path: /ready, port: 8086}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: sd-health, namespace: {ns}}}
+spec:
+  selector: {{app: sd}}
+  ports: [{{name: health, port: 8086, protocol: TCP}}]
+""")
+    pod = until("the stunnerd pod to be ready", lambda: (lambda p: p if ready(p) else None)(kget("pod", "-n", ns, "sd")))
+    pod_ip = pod["status"]["podIP"]
+
+    for target in ["pod/sd", "svc/sd-health"]:
+        pf = subprocess.Popen(["kubectl", "port-forward", "-n", ns, target, ":8086", "--address", "127.0.0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            port = forwarding_port(pf)
+            bodies = [http_get(port, p) for p in ["/live", "/ready", "/status", "/live", "/status"]]
+            assert all(code == 200 for code, _ in bodies), bodies
+            assert "default-stunnerd" in bodies[2][1], bodies[2][1][:300]
+            print(f"    kubectl port-forward {target}: {len(bodies)} requests over 127.0.0.1:{port}")
+        finally:
+            pf.terminate()
+            pf.wait(timeout=10)
+    # Nothing listens on 8087: kubectl learns it from the error stream and gives up.
+    pf = subprocess.Popen(["kubectl", "port-forward", "-n", ns, "pod/sd", ":8087", "--address", "127.0.0.1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = forwarding_port(pf)
+        try:
+            http_get(port, "/live")
+            raise AssertionError("a request through a port with no listener was answered")
+        except OSError:
+            pass
+        out, _ = pf.communicate(timeout=20)
+        assert "error forwarding port 8087" in out, out
+        print(f"    kubectl port-forward to a closed port: {next(l for l in out.splitlines() if 'error forwarding' in l)[-90:]}")
+    finally:
+        if pf.poll() is None:
+            pf.kill()
+            pf.wait()
+
+    r = subprocess.run(["kubectl", "exec", "-n", ns, "sd", "--", "sh", "-c",
+                        "echo GREETING=$GREETING; echo to-stderr >&2; ip -4 -o addr show dev eth0; exit 3"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+    assert "GREETING=from-the-pod-spec" in r.stdout and f"inet {pod_ip}/" in r.stdout, r.stdout
+    assert "to-stderr" in r.stderr, r.stderr
+    r = subprocess.run(["kubectl", "exec", "-i", "-n", ns, "sd", "--", "tr", "a-z", "A-Z"],
+                       input="through stdin\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "THROUGH STDIN\n", (r.returncode, r.stdout, r.stderr)
+    r = subprocess.run(["kubectl", "exec", "-n", ns, "sd", "--", "no-such-program"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no-such-program" in r.stderr, (r.returncode, r.stderr)
+    print("    kubectl exec: stdout, stderr, stdin, env, the pod's eth0 and exit code 3 came through")
+
+    live = kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/pods/sd:8086/proxy/live")
+    assert live.strip() == "{}", live
+    status = kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/services/sd-health:8086/proxy/status")
+    assert "default-stunnerd" in status, status[:300]
+    print("    the API server's pod and service proxies reached the pod")
+
+
 def case_managed():
     """helm install (managed mode), then a Gateway: Deployment + LoadBalancer Service, NodePort
     fallback with the node's ExternalIP in the status; UDP and TCP relay with 0 loss."""
@@ -343,7 +444,7 @@ def case_legacy():
 # Cases that work on the Gateway that `managed` made, in order.
 CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
 
-CASES = [case_skip_crds, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
+CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
          case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_legacy,
          *operator_host.CASES]
 
@@ -373,7 +474,7 @@ def main():
             # leaves a clean cluster for the next case.
             if case not in CHAIN:
                 C.reset()
-        if case in (case_skip_crds, case_gc, case_dev_channel, case_legacy):
+        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_legacy):
             C.reset()
     C.reset()
     print(f"k8s-e2e: {passed} passed, {failed} failed")

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use crate::cluster::Lookup;
+use crate::container::LaunchSpec;
 use crate::image::Images;
 use crate::netns::{Hub, PodNetwork};
 
@@ -58,6 +59,9 @@ pub struct PodEntry {
     pub dir: PathBuf,
     /// Asks the pod task to stop: the grace period in seconds.
     pub stop: watch::Sender<Option<i64>>,
+    /// How each container (by name) is started, once the pod is configured: what
+    /// `exec` runs a command with.
+    pub launch: HashMap<String, LaunchSpec>,
 }
 
 impl Agent {
@@ -67,6 +71,15 @@ impl Agent {
         pods.values()
             .find(|p| p.namespace == ns && p.name == name)
             .map(|p| (p.ip, p.dir.clone()))
+    }
+
+    /// How container `container` of pod `ns/name` is started, if the pod runs here and
+    /// is configured.
+    pub fn launch(&self, ns: &str, name: &str, container: &str) -> Option<LaunchSpec> {
+        let pods = self.pods.lock().ok()?;
+        pods.values()
+            .find(|p| p.namespace == ns && p.name == name)
+            .and_then(|p| p.launch.get(container).cloned())
     }
 
     /// Makes sure `target` exists on the host so that a bind mount has somewhere to go,

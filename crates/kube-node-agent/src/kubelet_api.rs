@@ -1,25 +1,23 @@
 //! The kubelet endpoints that the API server proxies to: container logs
-//! (`kubectl logs`) and port-forward over WebSocket (`v4.channel.k8s.io`: per requested
-//! port a data and an error channel, each opened with the port number). Served over TLS
-//! with a self-signed certificate on loopback (the API server does not verify kubelet
-//! certificates unless told to). Exec and attach are not emulated.
+//! (`kubectl logs`), port-forward (`portforward.rs`) and exec (`exec.rs`). Served over
+//! TLS with a self-signed certificate on loopback (the API server does not verify
+//! kubelet certificates unless told to). Attach is not emulated.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
+use crate::{exec, portforward};
 
 /// Serves the kubelet API on `addr` until the process ends.
 pub async fn serve(agent: Arc<Agent>, addr: SocketAddr) -> Result<()> {
@@ -39,8 +37,22 @@ pub async fn serve(agent: Arc<Agent>, addr: SocketAddr) -> Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{ns}/{pod}/{container}", get(logs))
-        .route("/portForward/{ns}/{pod}", get(port_forward))
-        .route("/portForward/{ns}/{pod}/{uid}", get(port_forward_uid))
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            get(exec::handle).post(exec::handle),
+        )
+        .route(
+            "/exec/{ns}/{pod}/{uid}/{container}",
+            get(exec::with_uid).post(exec::with_uid),
+        )
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(portforward::handle).post(portforward::handle),
+        )
+        .route(
+            "/portForward/{ns}/{pod}/{uid}",
+            get(portforward::with_uid).post(portforward::with_uid),
+        )
         .fallback(|| async {
             (
                 StatusCode::NOT_IMPLEMENTED,
@@ -124,120 +136,4 @@ async fn logs(
         },
     );
     axum::body::Body::from_stream(stream).into_response()
-}
-
-async fn port_forward_uid(
-    state: State<Arc<Agent>>,
-    Path((ns, pod, _uid)): Path<(String, String, String)>,
-    q: RawQuery,
-    ws: WebSocketUpgrade,
-) -> Response {
-    port_forward(state, Path((ns, pod)), q, ws).await
-}
-
-async fn port_forward(
-    State(agent): State<Arc<Agent>>,
-    Path((ns, pod)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let Some((Some(ip), _)) = agent.find(&ns, &pod) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("pod {ns}/{pod} does not run here\n"),
-        )
-            .into_response();
-    };
-    // The API server passes each port as its own `port=N` (kubelet's PortHeader);
-    // `ports=N,M` is what clients send to the API server, accepted here too.
-    let ports: Vec<u16> = raw
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| *k == "port" || *k == "ports")
-        .flat_map(|(_, v)| {
-            v.split(',')
-                .filter_map(|x| x.trim().parse().ok())
-                .collect::<Vec<u16>>()
-        })
-        .collect();
-    if ports.is_empty() {
-        return (StatusCode::BAD_REQUEST, "no ports given\n").into_response();
-    }
-    ws.protocols(["v4.channel.k8s.io", "portforward.k8s.io"])
-        .on_upgrade(move |socket| pump(agent, socket, ip, ports))
-}
-
-async fn pump(agent: Arc<Agent>, ws: WebSocket, ip: std::net::IpAddr, ports: Vec<u16>) {
-    let (mut sink, mut stream) = ws.split();
-    for (i, p) in ports.iter().enumerate() {
-        let [lo, hi] = p.to_le_bytes();
-        for ch in [2 * i as u8, 2 * i as u8 + 1] {
-            if sink
-                .send(Message::Binary(vec![ch, lo, hi].into()))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-    let (to_ws, mut from_tcp) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let mut writers = Vec::new();
-    for (i, p) in ports.iter().enumerate() {
-        let data_ch = 2 * i as u8;
-        match agent.hub.connect(SocketAddr::new(ip, *p)).await {
-            Ok(tcp) => {
-                let (mut rd, wr) = tcp.into_split();
-                writers.push(Some(wr));
-                let to_ws = to_ws.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 32 * 1024];
-                    loop {
-                        match rd.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                let mut m = Vec::with_capacity(n + 1);
-                                m.push(data_ch);
-                                m.extend_from_slice(&buf[..n]);
-                                if to_ws.send(m).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-            Err(e) => {
-                writers.push(None);
-                let mut m = vec![data_ch + 1];
-                m.extend_from_slice(format!("error forwarding port {p} to pod: {e}").as_bytes());
-                let _ = to_ws.send(m).await;
-            }
-        }
-    }
-    drop(to_ws);
-    loop {
-        tokio::select! {
-            out = from_tcp.recv() => match out {
-                Some(m) => if sink.send(Message::Binary(m.into())).await.is_err() { break },
-                None => break,
-            },
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Binary(b))) => {
-                    let Some((&ch, data)) = b.split_first() else { continue };
-                    if ch % 2 == 0
-                        && let Some(Some(w)) = writers.get_mut(usize::from(ch / 2))
-                        && w.write_all(data).await.is_err()
-                    {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                _ => {}
-            },
-        }
-    }
-    let _ = sink.send(Message::Close(None)).await;
 }

@@ -45,6 +45,7 @@ pub fn start(agent: &Arc<Agent>, pod: Pod) {
             ip: None,
             dir: dir.clone(),
             stop: tx,
+            launch: Default::default(),
         },
     );
     drop(pods);
@@ -294,6 +295,7 @@ impl PodRun<'_> {
             match self.configure().await {
                 Ok(()) => {
                     self.configured = true;
+                    self.publish_launch();
                     for c in &mut self.containers {
                         c.waiting = None;
                     }
@@ -326,6 +328,21 @@ impl PodRun<'_> {
             }
         }
         self.probe().await;
+    }
+
+    /// Tells the kubelet API how each container is started (for `exec`).
+    fn publish_launch(&self) {
+        let uid = self.pod.metadata.uid.as_deref().unwrap_or("");
+        let specs = self
+            .containers
+            .iter()
+            .filter_map(|c| Some((c.spec.name.clone(), c.launch.clone()?)))
+            .collect();
+        if let Ok(mut pods) = self.agent.pods.lock()
+            && let Some(p) = pods.get_mut(uid)
+        {
+            p.launch = specs;
+        }
     }
 
     /// ConfigMap and Secret volumes follow their objects (token volumes are written once).

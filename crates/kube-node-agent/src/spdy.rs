@@ -499,7 +499,11 @@ mod tests {
     #[tokio::test]
     async fn reads_dictionary_compressed_streams_in_sequence() {
         let mut c = dict_compressor();
-        let h1 = hdrs(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")]);
+        let h1 = hdrs(&[
+            ("streamtype", "error"),
+            ("port", "8080"),
+            ("requestid", "0"),
+        ]);
         let h2 = hdrs(&[("streamtype", "data"), ("port", "8080"), ("requestid", "0")]);
         let mut wire = syn_stream_bytes(&mut c, 1, &h1);
         wire.extend(syn_stream_bytes(&mut c, 3, &h2));
