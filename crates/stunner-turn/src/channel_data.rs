@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::event::DropReason;
 use crate::permission::canonical;
 use crate::server::{CHANNEL_HEADROOM, Forward, Server};
-use crate::transport::{FiveTuple, Source, TransportKind};
+use crate::transport::{FiveTuple, Source};
 
 impl Server {
     pub(crate) fn handle_channel_data(
@@ -101,8 +101,9 @@ impl Server {
         // `len` fits u16: checked above.
         buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         let mut frame_end = end;
-        if self.config.transport == TransportKind::Stream {
-            // RFC 8656 §12.5: pad to a multiple of 4 over streams.
+        if self.config.transport.pads_channel_data() {
+            // RFC 8656 §12.5: pad to a multiple of 4 over streams (and DTLS, see
+            // `TransportKind::PaddedDatagram`).
             let pad = (4 - len % 4) % 4;
             if frame_end + pad > buf.len() {
                 self.drop_packet(DropReason::Malformed);

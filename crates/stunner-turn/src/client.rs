@@ -244,13 +244,13 @@ impl Client {
         w.finish()
     }
 
-    /// A ChannelData frame (padded to 4 bytes over streams, RFC 8656 §12.5).
+    /// A ChannelData frame (padded to 4 bytes over streams, RFC 8656 §12.5, and DTLS).
     pub fn channel_data(&self, channel: u16, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(data.len() + 7);
         out.extend_from_slice(&channel.to_be_bytes());
         out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(u16::MAX).to_be_bytes());
         out.extend_from_slice(data);
-        if self.transport == TransportKind::Stream {
+        if self.transport.pads_channel_data() {
             out.resize(out.len() + (4 - data.len() % 4) % 4, 0);
         }
         out

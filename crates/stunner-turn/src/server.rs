@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use stun_types::message::{Message, MessageClass};
-use stunner_config::StunnerConfig;
+use stunner_config::{ListenerProtocol, StunnerConfig};
 
 use crate::allocation::Allocation;
 use crate::auth::Credentials;
@@ -62,10 +62,10 @@ impl ServerConfig {
             relay_ip: l.relay_ip()?,
             policy: PeerPolicy::for_listener(config, listener),
             user_quota: config.admin.user_quota,
-            transport: if l.protocol.is_datagram() {
-                TransportKind::Datagram
-            } else {
-                TransportKind::Stream
+            transport: match l.protocol {
+                ListenerProtocol::TurnDtls => TransportKind::PaddedDatagram,
+                p if p.is_datagram() => TransportKind::Datagram,
+                _ => TransportKind::Stream,
             },
             nonce_lifetime: Duration::from_secs(3600),
         })

@@ -5,10 +5,22 @@ use std::net::SocketAddr;
 /// The transport a client reached a listener over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
-    /// Datagrams (UDP, or DTLS records already decrypted by the IO layer).
+    /// UDP datagrams: ChannelData goes unpadded.
     Datagram,
+    /// DTLS records, already decrypted by the IO layer: datagrams, but ChannelData is
+    /// padded to 4 bytes. RFC 8656 §12.5 lets datagrams carry the padding, and pion/turn
+    /// (the upstream STUNner's server and its turncat) reads DTLS with its stream framer,
+    /// which loses its place on an unpadded frame: found by tests/upstream/diff.py.
+    PaddedDatagram,
     /// A byte stream (TCP, TLS): ChannelData is padded to 4 bytes (RFC 8656 §12.5).
     Stream,
+}
+
+impl TransportKind {
+    /// Whether ChannelData frames sent on it are padded to a multiple of 4 bytes.
+    pub fn pads_channel_data(self) -> bool {
+        !matches!(self, Self::Datagram)
+    }
 }
 
 /// The client side of an allocation: RFC 8656 §2 "5-tuple" (the protocol is fixed per

@@ -241,7 +241,8 @@ impl Transport {
 
     pub(crate) fn kind(&self) -> stunner_turn::TransportKind {
         match self {
-            Self::Udp(_) | Self::Dtls(_) => stunner_turn::TransportKind::Datagram,
+            Self::Udp(_) => stunner_turn::TransportKind::Datagram,
+            Self::Dtls(_) => stunner_turn::TransportKind::PaddedDatagram,
             _ => stunner_turn::TransportKind::Stream,
         }
     }

@@ -212,6 +212,41 @@ fn channel_data_is_padded_over_streams() {
 }
 
 #[test]
+fn channel_data_is_padded_over_dtls() {
+    // Datagrams, but padded: pion/turn reads DTLS with its stream framer.
+    let mut cfg = static_config(&["10.1.0.0/16"]);
+    cfg.transport = TransportKind::PaddedDatagram;
+    let mut sim = Sim::new(cfg);
+    let mut c = TestClient::user("192.0.2.10:40000");
+    let relay = c.allocate(&mut sim);
+    let peer = addr(PEER);
+    c.exchange(
+        &mut sim,
+        Request::ChannelBind {
+            channel: 0x4001,
+            peer,
+        },
+    );
+    sim.peer_sends(relay, peer, b"pong!");
+    let (_, bytes) = c.next(&mut sim).unwrap();
+    assert_eq!(bytes.len(), 12);
+    assert_eq!(&bytes[9..], &[0, 0, 0]);
+    // Unpadded frames from a client that follows RFC 8656 §12.5 to the letter still relay.
+    let plain =
+        Client::new("user", "pass", TransportKind::Datagram, 1).channel_data(0x4001, b"abcde");
+    assert_eq!(plain.len(), 9);
+    sim.client_sends(c.ft, &plain);
+    let padded = Client::new("user", "pass", TransportKind::PaddedDatagram, 2)
+        .channel_data(0x4001, b"fghij");
+    assert_eq!(padded.len(), 12);
+    sim.client_sends(c.ft, &padded);
+    assert_eq!(
+        sim.peer_got(peer),
+        vec![(relay, b"abcde".to_vec()), (relay, b"fghij".to_vec())]
+    );
+}
+
+#[test]
 fn channel_bind_errors_and_rebinding_rules() {
     let (mut sim, mut c, _) = allocated(&["10.1.0.0/16:<9000-9100>"]);
     let peer = addr(PEER);

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Differential tests against the upstream Go STUNner (built by scripts/upstream): the same
+configs and clients through both dataplanes. Run through scripts/test-upstream.
+
+Environment: UPSTREAM_BIN (the upstream binaries), OURS_BIN (ours, a cargo target dir).
+Everything listens on and sends to 127.0.0.1 only.
+Ends with the line `upstream-diff: N passed, M failed`.
+"""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+UP = os.environ["UPSTREAM_BIN"]
+OURS = os.environ["OURS_BIN"]
+WORK = tempfile.mkdtemp(prefix="upstream-diff-")
+TRANSPORTS = ["udp", "tcp", "tls", "dtls"]
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_both():
+    """A port free for TCP and UDP alike (listeners of both kinds may share a number)."""
+    for _ in range(50):
+        p = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def until(what, fn, timeout=20, period=0.2):
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            v = fn()
+            if v:
+                return v
+            last = v
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(period)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class Echo:
+    """A UDP echo peer on 127.0.0.1."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.5)
+        self.stop = False
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+                self.sock.sendto(data, addr)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+
+def tls_pair():
+    """A self-signed certificate for 127.0.0.1, as (cert PEM, key PEM)."""
+    d = os.path.join(WORK, "tls")
+    if not os.path.exists(os.path.join(d, "cert.pem")):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "30", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", os.path.join(d, "key.pem"), "-out", os.path.join(d, "cert.pem")],
+                       check=True, capture_output=True)
+    return (open(os.path.join(d, "cert.pem"), "rb").read(), open(os.path.join(d, "key.pem"), "rb").read())
+
+
+def relay_config(name, ports, health, cluster="127.0.0.1/32"):
+    cert, key = tls_pair()
+    b64 = lambda b: base64.b64encode(b).decode()
+    listeners = []
+    for t in TRANSPORTS:
+        lis = {"name": f"{t}-listener", "protocol": f"TURN-{t.upper()}", "address": "127.0.0.1",
+               "port": ports[t], "routes": ["loopback"]}
+        if t in ("tls", "dtls"):
+            lis.update(cert=b64(cert), key=b64(key))
+        listeners.append(lis)
+    return {
+        "version": "v1",
+        "admin": {"name": name, "loglevel": "all:WARN", "healthcheck_endpoint": f"http://127.0.0.1:{health}"},
+        "auth": {"type": "static", "realm": "stunner.l7mp.io", "credentials": {"username": "user-1", "password": "pass-1"}},
+        "listeners": listeners,
+        "clusters": [{"name": "loopback", "type": "STATIC", "protocol": "UDP", "endpoints": [cluster]}],
+    }
+
+
+class Daemon:
+    """A stunnerd (ours or upstream's) on a config file, ready when /ready says so."""
+
+    def __init__(self, which, cfg, health, tag):
+        self.which = which
+        path = os.path.join(WORK, f"{tag}.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        self.log_path = os.path.join(WORK, f"{tag}.log")
+        log = open(self.log_path, "w")
+        if which == "upstream":
+            argv = [os.path.join(UP, "stunnerd"), "-c", f"file://{path}", "-l", "all:WARN"]
+        else:
+            argv = [os.path.join(OURS, "stunnerd"), "-c", path, "-l", "all:WARN"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_"))}
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        self.health = health
+        until(f"{which} stunnerd to be ready", lambda: self.proc.poll() is None and http_get(health, "/ready")[0] == 200)
+
+    def log(self):
+        return open(self.log_path).read()
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def turncat(which, transport, server_port, peer_port):
+    """Starts a turncat (ours or upstream's) listening on a local UDP port; returns (proc, port)."""
+    lport = free_port(socket.SOCK_DGRAM)
+    uri = f"turn://user-1:pass-1@127.0.0.1:{server_port}?transport={transport}"
+    if which == "upstream":
+        argv = [os.path.join(UP, "turncat"), "-i", "-l", "all:WARN"]
+    else:
+        argv = [os.path.join(OURS, "turncat"), "--insecure"]
+    argv += [f"udp://127.0.0.1:{lport}", uri, f"udp://127.0.0.1:{peer_port}"]
+    log = open(os.path.join(WORK, f"turncat-{which}-{transport}.log"), "w")
+    return subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL), lport
+
+
+def round_trips(lport, n=50):
+    """Sends n numbered datagrams through turncat's UDP port once one echo came back;
+    returns how many came back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.3)
+
+        def warm():
+            s.sendto(b"warm-up", ("127.0.0.1", lport))
+            try:
+                return s.recvfrom(2048)[0] == b"warm-up"
+            except socket.timeout:
+                return False
+        until("the first echo through turncat", warm, timeout=20, period=0.1)
+        # Late warm-up echoes are not counted.
+        want = {f"msg-{i}".encode() for i in range(n)}
+        for m in sorted(want):
+            s.sendto(m, ("127.0.0.1", lport))
+            time.sleep(0.002)
+        got = set()
+        end = time.time() + 5
+        while time.time() < end and got != want:
+            try:
+                d = s.recvfrom(2048)[0]
+                if d in want:
+                    got.add(d)
+            except socket.timeout:
+                continue
+        return len(got)
+
+
+def interop(server, client):
+    ports = {"udp": free_both(), "tcp": None, "tls": free_both(), "dtls": None}
+    ports["tcp"] = ports["udp"]  # TURN-UDP and TURN-TCP on the same number, as upstream's docs do
+    ports["dtls"] = ports["tls"]
+    health = free_port()
+    echo = Echo()
+    d = Daemon(server, relay_config(f"diff/{server}", ports, health), health, f"stunnerd-{server}-{client}")
+    try:
+        for t in TRANSPORTS:
+            p, lport = turncat(client, t, ports[t], echo.port)
+            try:
+                got = round_trips(lport)
+            finally:
+                p.terminate()
+                p.wait(timeout=10)
+            assert got == 50, f"{client} turncat over TURN-{t.upper()} through {server} stunnerd: {got}/50 came back\n{d.log()[-1500:]}"
+            print(f"    {client} turncat -> {server} stunnerd over TURN-{t.upper()}: 50/50")
+    finally:
+        d.close()
+        echo.stop = True
+
+
+def case_upstream_turncat_through_ours():
+    """Upstream turncat (pion/turn client) through our stunnerd: UDP, TCP, TLS, DTLS."""
+    interop("ours", "upstream")
+
+
+def case_our_turncat_through_upstream():
+    """Our turncat through upstream stunnerd: UDP, TCP, TLS, DTLS."""
+    interop("upstream", "ours")
+
+
+CASES = [case_upstream_turncat_through_ours, case_our_turncat_through_upstream]
+
+
+def main():
+    only = {a.removeprefix("case_") for a in sys.argv[1:]}
+    passed = failed = 0
+    for case in CASES:
+        name = case.__name__.removeprefix("case_")
+        if only and name not in only:
+            continue
+        t0 = time.time()
+        print(f"upstream-diff: {name} ...", flush=True)
+        try:
+            case()
+            passed += 1
+            print(f"upstream-diff: {name} ok ({time.time() - t0:.0f}s)", flush=True)
+        except Exception:  # noqa: BLE001 - every case reports
+            failed += 1
+            print(f"upstream-diff: {name} FAILED ({time.time() - t0:.0f}s)\n{traceback.format_exc()}", flush=True)
+    print(f"upstream-diff: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
