@@ -228,7 +228,84 @@ def case_our_turncat_through_upstream():
     interop("upstream", "ours")
 
 
-CASES = [case_upstream_turncat_through_ours, case_our_turncat_through_upstream]
+class Proc:
+    """A background process with its output in WORK/<tag>.log."""
+
+    def __init__(self, argv, tag, env=None):
+        self.log_path = os.path.join(WORK, f"{tag}.log")
+        self.proc = subprocess.Popen(argv, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+
+    def log(self):
+        return open(self.log_path).read()
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def standalone_operator(turn_port):
+    """Our operator in standalone mode on examples/gateway (TURN port changed), CDS on a
+    free port; returns (Proc, CDS address)."""
+    d = os.path.join(WORK, "manifests")
+    os.makedirs(d, exist_ok=True)
+    text = open("examples/gateway/gateway.yaml").read().replace("port: 3478", f"port: {turn_port}")
+    # No fixed health port: readiness is seen through the relay.
+    text += "\n---\napiVersion: stunner.l7mp.io/v1\nkind: Dataplane\nmetadata: {name: default}\nspec: {disableHealthCheck: true}\n"
+    open(os.path.join(d, "gateway.yaml"), "w").write(text)
+    cds = f"127.0.0.1:{free_port()}"
+    op = Proc([os.path.join(OURS, "stunner-gateway-operator"), "standalone", "-f", d,
+               "--config-discovery-address", cds, "--poll-interval", "200ms"], "operator")
+    return op, cds
+
+
+def case_upstream_stunnerd_on_our_cds():
+    """Upstream stunnerd takes its config from our operator's CDS (standalone mode, the
+    example Gateway) and relays upstream turncat's traffic; upstream stunnerctl reads the
+    same config from our CDS."""
+    turn_port = free_both()
+    op, cds = standalone_operator(turn_port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_"))}
+    env["STUNNER_ADDR"] = "127.0.0.1"
+    d = Proc([os.path.join(UP, "stunnerd"), "-c", cds, "-i", "stunner/udp-gateway", "-w", "-l", "all:INFO"],
+             "stunnerd-upstream-cds", env=env)
+    echo = Echo()
+    try:
+        p, lport = turncat("upstream", "udp", turn_port, echo.port)
+        try:
+            got = round_trips(lport)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nupstream stunnerd:\n{d.log()[-2000:]}\noperator:\n{op.log()[-1500:]}") from None
+        finally:
+            p.terminate()
+            p.wait(timeout=10)
+        assert got == 50, f"{got}/50 came back\n{d.log()[-1500:]}"
+        assert "stunner/udp-gateway/udp-listener" in d.log(), d.log()[-1500:]
+        print("    upstream stunnerd configured by our CDS relayed upstream turncat: 50/50")
+        for which in ["upstream", "ours"]:
+            # Upstream's form: the host in --cds-server-address, the port on its own.
+            host, port = cds.rsplit(":", 1)
+            r = subprocess.run([os.path.join(UP if which == "upstream" else OURS, "stunnerctl"), "-n", "stunner",
+                                "config", "udp-gateway", "--cds-server-address", host, "--cds-server-port", port,
+                                "-o", "json"],
+                               capture_output=True, text=True, timeout=30, env=env)
+            assert r.returncode == 0, f"{which} stunnerctl: {r.stdout} {r.stderr}"
+            cfg = json.loads(r.stdout)
+            names = [l["name"] for l in cfg["listeners"]]
+            assert names == ["stunner/udp-gateway/udp-listener"], names
+            assert cfg["admin"]["name"] == "stunner/udp-gateway", cfg["admin"]
+            print(f"    {which} stunnerctl config -o json from our CDS: listeners {names}")
+    finally:
+        d.close()
+        op.close()
+        echo.stop = True
+
+
+CASES = [case_upstream_turncat_through_ours, case_our_turncat_through_upstream, case_upstream_stunnerd_on_our_cds]
 
 
 def main():

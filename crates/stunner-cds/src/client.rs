@@ -24,6 +24,15 @@ pub const MAX_RETRY: Duration = Duration::from_secs(10);
 /// `host:port` of a CDS address: `http(s)://`, `ws(s)://` or bare `host:port`; an
 /// empty host (`:13478`) is the local host.
 pub fn host_port(addr: &str) -> Result<String, Error> {
+    host_port_or(addr, DEFAULT_PORT)
+}
+
+/// The CDS port when an address names none (upstream's `--cds-server-port` default).
+pub const DEFAULT_PORT: u16 = 13478;
+
+/// As [`host_port`], with `port` where `addr` names none (upstream's tools take the host
+/// in `--cds-server-address` and the port in `--cds-server-port`).
+pub fn host_port_or(addr: &str, port: u16) -> Result<String, Error> {
     let lower = addr.to_ascii_lowercase();
     let rest = ["http://", "https://", "ws://", "wss://"]
         .iter()
@@ -41,7 +50,7 @@ pub fn host_port(addr: &str) -> Result<String, Error> {
     let has_port = hp.rsplit_once(':').is_some_and(|(h, p)| {
         !h.is_empty() && !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty()
     });
-    Ok(if has_port { hp } else { format!("{hp}:13478") })
+    Ok(if has_port { hp } else { format!("{hp}:{port}") })
 }
 
 fn path(id: Option<&str>, node: Option<&str>, watch: bool) -> Result<String, Error> {

@@ -36,6 +36,9 @@ struct Args {
     /// Kubernetes API and port-forwarded.
     #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR", global = true)]
     cds: Option<String>,
+    /// The CDS port when `--cds-server-address` names none (upstream's flag).
+    #[arg(long = "cds-server-port", global = true, default_value_t = stunner_cds::client::DEFAULT_PORT)]
+    cds_port: u16,
     /// Namespace to look for the CDS in (default: all).
     #[arg(
         long = "cds-server-namespace",
@@ -178,13 +181,24 @@ fn query(pairs: &[(&str, Option<&str>)]) -> String {
         .join("&")
 }
 
+impl Args {
+    /// `--cds-server-address` with `--cds-server-port` where it names no port.
+    fn cds_address(&self) -> Result<Option<String>, Error> {
+        Ok(match &self.cds {
+            Some(c) => Some(stunner_cds::client::host_port_or(c, self.cds_port)?),
+            None => None,
+        })
+    }
+}
+
 async fn run(a: Args) -> Result<(), Error> {
     let f = Format::parse(&a.output).map_err(Error::Usage)?;
     let show = a.show_secrets;
+    let explicit_cds = a.cds_address()?;
     match a.cmd {
         Cmd::Config { gateway, watch } => {
             let cds = address(
-                a.cds.clone(),
+                explicit_cds.clone(),
                 stunner_k8s::Target::Cds,
                 a.cds_namespace.as_deref(),
             )
@@ -321,7 +335,7 @@ async fn run(a: Args) -> Result<(), Error> {
         }
         Cmd::License => {
             let cds = address(
-                a.cds.clone(),
+                explicit_cds.clone(),
                 stunner_k8s::Target::Cds,
                 a.cds_namespace.as_deref(),
             )

@@ -64,6 +64,9 @@ struct Args {
     /// labelled `stunner.l7mp.io/config-discovery-service=enabled`) and port-forwarded.
     #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR")]
     cds_server_address: Option<String>,
+    /// The CDS port when `--cds-server-address` names none (upstream's flag).
+    #[arg(long = "cds-server-port", default_value_t = stunner_cds::client::DEFAULT_PORT)]
+    cds_server_port: u16,
     /// Namespace to look for the CDS in (default: all).
     #[arg(long = "cds-server-namespace", env = "CDS_SERVER_NAMESPACE")]
     cds_server_namespace: Option<String>,
@@ -91,7 +94,12 @@ fn main() -> ExitCode {
 fn run(a: &Args) -> Result<(), Error> {
     let uri = match a.server.strip_prefix("k8s://") {
         Some(target) => from_cds(
-            a.cds_server_address.as_deref(),
+            a.cds_server_address
+                .as_deref()
+                .map(|c| stunner_cds::client::host_port_or(c, a.cds_server_port))
+                .transpose()
+                .map_err(|e| Error::Usage(e.to_string()))?
+                .as_deref(),
             a.cds_server_namespace.as_deref(),
             target,
         )?,
