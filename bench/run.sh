@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side relay benchmark: stunnerd and coturn under the same turnload runs, the
-# server pinned to core 1 and the load generator to core 0. Prints one line per figure
-# with both values and the ratio stunnerd/coturn. Everything stays on 127.0.0.1.
+# Side-by-side relay benchmark: stunnerd, coturn and the upstream Go stunnerd (v1.2.1,
+# built by scripts/upstream, on the same config file as ours) under the same turnload
+# runs, the server pinned to core 1 and the load generator to core 0. Prints one line per
+# figure and pair with both values and the ratio stunnerd/coturn or stunnerd/upstream.
+# Everything stays on 127.0.0.1.
 #
 #   bench/run.sh            # DURATION=5 ALLOCS=10 HOLD=2000 REPS=3 LAT_REPS=7 by
 #                           # default; each figure is the median of REPS (LAT_REPS for
 #                           # the latency case) alternated runs per server
 #   TINY=1 bench/run.sh     # a few hundred ms per case on debug builds: the test
 #                           # suite's check that the benchmark runs, not a measurement
+#   UPSTREAM=0 bench/run.sh # without the upstream Go stunnerd (also when it cannot be built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${TINY:-}" ]; then
@@ -28,6 +31,16 @@ else
   cargo build -q -p stunnerd -p turnload
 fi
 bin=target/$PROFILE
+# The upstream Go stunnerd, pinned by scripts/upstream (built there on first use, cached).
+up=
+if [ "${UPSTREAM:-1}" != 0 ]; then
+  if up=$(scripts/upstream); then
+    up=$up/stunnerd
+  else
+    up=
+    echo "!!! upstream Go stunnerd not available (scripts/upstream failed): stunnerd vs coturn only !!!"
+  fi
+fi
 tmp=$(mktemp -d)
 trap 'kill -9 ${pid:-} 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
@@ -50,6 +63,10 @@ wait_port() { # the server answers on UDP port $1 (a TURN Binding would be nicer
 }
 start_stunnerd() { # extra stunnerd args / env via STUNNERD_ENV
   env ${STUNNERD_ENV:-} taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/stunnerd.log" &
+  pid=$!; port=23478; wait_port 23478; sleep 0.2
+}
+start_upstream() { # the Go stunnerd on the same config file
+  taskset -c 1 "$up" -c "file://$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/upstream.log" &
   pid=$!; port=23478; wait_port 23478; sleep 0.2
 }
 start_coturn() {
@@ -97,12 +114,27 @@ run_pair() { # case name, label a, start a, label b, start b, turnload args...
   medians "$tmp/$name".b.* >"$tmp/$name.b"
   compare "$name" "$tmp/$name.a" "$la" "$tmp/$name.b" "$lb"
 }
-run_case() { # case name, turnload args...: stunnerd (one worker) against coturn
+run_case() { # case name, turnload args...: stunnerd (one worker) against coturn and, when
+             # built, the upstream Go stunnerd (one readloop thread), alternated REPS times
   local name=$1; shift
-  run_pair "$name" stunnerd "start_stunnerd -u 1" coturn start_coturn "$@"
+  if [ -z "$up" ]; then
+    run_pair "$name" stunnerd "start_stunnerd -u 1" coturn start_coturn "$@"
+    return
+  fi
+  for r in $(seq "$REPS"); do
+    start_stunnerd -u 1; load stunnerd "$@" >"$tmp/$name.a.$r"; stop
+    start_coturn; load coturn "$@" >"$tmp/$name.b.$r"; stop
+    start_upstream -u 1; load upstream "$@" >"$tmp/$name.c.$r"; stop
+  done
+  medians "$tmp/$name".a.* >"$tmp/$name.a"
+  medians "$tmp/$name".b.* >"$tmp/$name.b"
+  medians "$tmp/$name".c.* >"$tmp/$name.c"
+  compare "$name" "$tmp/$name.a" stunnerd "$tmp/$name.b" coturn
+  compare "$name" "$tmp/$name.a" stunnerd "$tmp/$name.c" upstream
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), $PROFILE build, median of $REPS runs each"
+echo "servers: stunnerd ($(git rev-parse --short HEAD 2>/dev/null || echo worktree)), coturn $(dpkg-query -W -f='${Version}' coturn 2>/dev/null || echo '?')${up:+, upstream Go stunnerd v1.2.1 ($up)}"
 # 1. Unbatched ChannelData: one datagram per send, 8 in flight per allocation.
 run_case "channeldata_100B_closed" --allocations "$ALLOCS" --size 100 --duration "$DURATION"
 run_case "channeldata_1200B_closed" --allocations "$ALLOCS" --size 1200 --duration "$DURATION"

@@ -234,7 +234,16 @@ def case_dataplane_custom():
                       "resources": {"limits": {"cpu": "1", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}},
                       "image": "ghcr.io/stunner-rs/stunnerd:e2e"}}
     kubectl("patch", "dataplane", "default", "--type=merge", "-p", json.dumps(patch))
+    try:
+        dataplane_custom_runs(ns)
+    finally:
+        # Back to the chart's Dataplane for the cases that follow, even when this one failed.
+        kubectl("patch", "dataplane", "default", "--type=json", "-p", json.dumps([
+            {"op": "replace", "path": "/spec/args", "value": ["-w", "--udp-thread-num=16"]},
+            {"op": "remove", "path": "/spec/hostNetwork"}]), check=False)
 
+
+def dataplane_custom_runs(ns):
     def rolled():
         d = kget("deployment", "-n", ns, "udp-gateway")
         c = d["spec"]["template"]["spec"]["containers"][0]
@@ -255,11 +264,8 @@ def case_dataplane_custom():
     assert "--udp-thread-num=4" in cmdline, cmdline
     print(f"    running stunnerd: {' '.join(cmdline)[:120]}")
     until("one pod of the new template", lambda: len(live_pods(ns)) == 1, timeout=90)
+    until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
     assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
-    # Back to the chart's Dataplane for the cases that follow.
-    kubectl("patch", "dataplane", "default", "--type=json", "-p", json.dumps([
-        {"op": "replace", "path": "/spec/args", "value": ["-w", "--udp-thread-num=16"]},
-        {"op": "remove", "path": "/spec/hostNetwork"}]))
 
 
 def case_rollout_restart():
@@ -378,6 +384,7 @@ def case_two_replicas():
           ["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":e2e"), timeout=60)
     until("the dataplane rollout to settle", lambda: rollout_settled(ns, "udp-gateway"), timeout=120)
     dp = live_pods(ns)[0]["metadata"]["uid"]
+    until_routed_to(ns, "udp-gateway", live_pods(ns)[0]["status"]["podIP"])
     leases = kget("lease", "-n", SYSTEM_NS)["items"]
     lease = next(l for l in leases if l["spec"].get("holderIdentity", "").startswith(OP_DEPLOY))
     holder = lease["spec"]["holderIdentity"]

@@ -68,6 +68,22 @@ def live_pods(ns, selector="app=stunner"):
     return [p for p in pods(ns, selector) if not p["metadata"].get("deletionTimestamp")]
 
 
+def ready_endpoints(ns, svc):
+    """The addresses the EndpointSlices of `ns/svc` list as ready."""
+    slices = kget("endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={svc}")["items"]
+    return sorted(a for s in slices for e in s.get("endpoints") or []
+                  if (e.get("conditions") or {}).get("ready", True) for a in e.get("addresses", []))
+
+
+def until_routed_to(ns, svc, ip, timeout=60):
+    """Waits until `ns/svc` routes to `ip` alone. A pod being Ready does not mean the
+    Service sends to it yet: the EndpointSlice controller and the service proxy follow, and
+    until then a new flow goes to a draining pod (which takes no new allocations)."""
+    until(f"{ns}/{svc} to route to {ip} alone", lambda: ready_endpoints(ns, svc) == [ip], timeout=timeout)
+    # The node's service proxy follows the slice through a watch.
+    time.sleep(1)
+
+
 def rollout_settled(ns, name):
     """The Deployment's controller saw its latest spec, every replica runs it and is
     ready, and exactly that many pods are not being deleted."""
