@@ -265,7 +265,11 @@ def dataplane_custom_runs(ns):
     print(f"    running stunnerd: {' '.join(cmdline)[:120]}")
     until("one pod of the new template", lambda: len(live_pods(ns)) == 1, timeout=90)
     until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
-    assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+    try:
+        assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+    except AssertionError as e:
+        logs = kubectl("logs", "-n", ns, p["metadata"]["name"], "--tail=60", check=False)
+        raise AssertionError(f"{e}\n--- {p['metadata']['name']} (hostNetwork) log:\n{logs}") from None
 
 
 def case_rollout_restart():

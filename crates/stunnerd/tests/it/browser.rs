@@ -28,16 +28,28 @@ const pc1 = new RTCPeerConnection(cfg), pc2 = new RTCPeerConnection(cfg);
 pc1.onicecandidate = e => e.candidate && pc2.addIceCandidate(e.candidate);
 pc2.onicecandidate = e => e.candidate && pc1.addIceCandidate(e.candidate);
 const dc = pc1.createDataChannel('test');
-pc2.ondatachannel = e => e.channel.onmessage = async m => {{
-  const stats = await pc1.getStats();
-  let pair = 'none';
-  stats.forEach(s => {{
-    if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {{
-      const l = stats.get(s.localCandidateId), r = stats.get(s.remoteCandidateId);
-      pair = l.candidateType + '/' + r.candidateType;
+// The selected pair, read the way the stats spec defines it (the transport's
+// selectedCandidatePairId); Chromium may publish it a moment after the first message,
+// so look again for up to 3 s before reporting none.
+const selectedPair = async () => {{
+  for (let i = 0; i < 30; i++) {{
+    const stats = await pc1.getStats();
+    let id = null;
+    stats.forEach(s => {{ if (s.type === 'transport' && s.selectedCandidatePairId) id = s.selectedCandidatePairId; }});
+    if (!id) stats.forEach(s => {{
+      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') id = s.id;
+    }});
+    const p = id && stats.get(id);
+    if (p) {{
+      const l = stats.get(p.localCandidateId), r = stats.get(p.remoteCandidateId);
+      if (l && r) return l.candidateType + '/' + r.candidateType;
     }}
-  }});
-  report({{msg: m.data, pair}});
+    await new Promise(res => setTimeout(res, 100));
+  }}
+  return 'none';
+}};
+pc2.ondatachannel = e => e.channel.onmessage = async m => {{
+  report({{msg: m.data, pair: await selectedPair()}});
 }};
 dc.onopen = () => dc.send('hello through stunnerd');
 setTimeout(() => report({{msg: 'timeout', pair: pc1.iceConnectionState}}), 15000);
