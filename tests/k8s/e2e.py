@@ -452,11 +452,66 @@ def case_legacy():
         assert_relays(port, echo_ip(ns))
 
 
+UPSTREAM_IMAGE = "docker.io/l7mp/stunnerd:1.2.1"
+
+
+class Skip(Exception):
+    """A case that cannot run here, with the reason; counted apart from passes."""
+
+
+def case_upstream_dataplane():
+    """The upstream Go stunnerd (v1.2.1, scripts/upstream) as a Gateway's dataplane: our
+    operator provisions its Deployment from a Dataplane naming upstream's image and feeds
+    it over CDS; it relays UDP and TCP from outside the cluster (issue 13's 'upstream
+    stunnerd fed by our operator's CDS, in the real control plane')."""
+    if os.environ.get("K8S_E2E_UPSTREAM") != "1":
+        raise Skip("the upstream stunnerd is not built (scripts/upstream); scripts/test-k8s maps its image when it is")
+    install_operator()
+    ns = "e2e-upstream"
+    cls = "e2e-upstream"
+    ensure_ns(ns)
+    C.namespaces.append(ns)
+    C.classes.append(cls)
+    C.cluster_objects.append(("dataplane", "upstream"))
+    # Upstream's own defaults for everything but the image: command stunnerd, args
+    # -w --udp-thread-num=16, the CDS Service in STUNNER_CONFIG_ORIGIN.
+    apply(f"""
+apiVersion: stunner.l7mp.io/v1
+kind: Dataplane
+metadata:
+  name: upstream
+spec:
+  image: {UPSTREAM_IMAGE}
+  imagePullPolicy: IfNotPresent
+""")
+    text = gateway_manifests(ns, cls).replace('  authType: static\n', '  dataplane: upstream\n  authType: static\n', 1)
+    assert "dataplane: upstream" in text
+    apply(text)
+    gateway_ready(ns)
+    p = next(p for p in live_pods(ns) if ready(p))
+    c = p["spec"]["containers"][0]
+    assert c["image"] == UPSTREAM_IMAGE, c["image"]
+    pid = p["status"]["containerStatuses"][0]["containerID"].removeprefix("process://")
+    exe = os.readlink(f"/proc/{pid}/exe")
+    assert "upstream-stunner-" in exe, f"the pod runs {exe}, not the upstream build"
+    print(f"    running {exe} {' '.join(c.get('args', []))}")
+    peer = echo_ip(ns)
+    until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
+    try:
+        assert_relays(node_port(ns, "udp-gateway", "UDP"), peer)
+        assert_relays(node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
+    except AssertionError as e:
+        logs = kubectl("logs", "-n", ns, p["metadata"]["name"], "--tail=60", check=False)
+        raise AssertionError(f"{e}\n--- upstream stunnerd log:\n{logs}") from None
+    logs = kubectl("logs", "-n", ns, p["metadata"]["name"])
+    assert f"{ns}/udp-gateway/udp-listener" in logs, logs[-1500:]
+
+
 # Cases that work on the Gateway that `managed` made, in order.
 CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
 
 CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
-         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_legacy,
+         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_upstream_dataplane, case_legacy,
          *operator_host.CASES]
 
 
@@ -466,7 +521,7 @@ def main():
     if unknown:
         print(f"k8s-e2e: no such case: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    passed = failed = 0
+    passed = failed = skipped = 0
     for case in CASES:
         name = case.__name__.removeprefix("case_")
         if only and name not in only:
@@ -477,6 +532,9 @@ def main():
             case()
             passed += 1
             print(f"k8s-e2e: {name} ok ({time.time() - t0:.0f}s)", flush=True)
+        except Skip as e:
+            skipped += 1
+            print(f"!!! k8s-e2e: {name} SKIPPED: {e} !!!", flush=True)
         except Exception:  # noqa: BLE001 - every case reports
             failed += 1
             print(f"k8s-e2e: {name} FAILED ({time.time() - t0:.0f}s)\n{traceback.format_exc()}", flush=True)
@@ -485,9 +543,11 @@ def main():
             # leaves a clean cluster for the next case.
             if case not in CHAIN:
                 C.reset()
-        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_legacy):
+        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_upstream_dataplane, case_legacy):
             C.reset()
     C.reset()
+    if skipped:
+        print(f"k8s-e2e: {skipped} skipped")
     print(f"k8s-e2e: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -305,6 +305,44 @@ def case_upstream_stunnerd_on_our_cds():
         echo.stop = True
 
 
+def case_upstream_stunnerctl_auth_on_ours():
+    """Upstream stunnerctl asks our auth service (fed by our operator's CDS) for TURN
+    credentials and ICE configs, with upstream's flags; ours asks the same with the same
+    flags; both print the same JSON, and it carries the Gateway's credentials and URI."""
+    turn_port = free_both()
+    op, cds = standalone_operator(turn_port)
+    auth_port = free_port()
+    auth = Proc([os.path.join(OURS, "stunner-auth-service"), "--address", "127.0.0.1", "-p", str(auth_port),
+                 "--cds-server-address", cds, "-l", "all:INFO"], "auth-service")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_", "CDS_"))}
+    try:
+        until("our auth service to know the Gateway",
+              lambda: http_get(auth_port, "/?service=turn&namespace=stunner&gateway=udp-gateway")[0] == 200,
+              timeout=30)
+        for form in ["--auth-turn-credential", None]:
+            outs = {}
+            for which in ["upstream", "ours"]:
+                argv = [os.path.join(UP if which == "upstream" else OURS, "stunnerctl"), "-n", "stunner", "auth",
+                        "udp-gateway", "--auth-server-address", "127.0.0.1", "--auth-service-port", str(auth_port),
+                        "-o", "json"]
+                argv += [form] if form else []
+                argv += ["--show-secrets"] if which == "ours" else []
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+                assert r.returncode == 0, f"{which} stunnerctl {' '.join(argv[1:])}: {r.stdout} {r.stderr}\n{auth.log()[-1500:]}"
+                outs[which] = json.loads(r.stdout)
+            what = "TURN credentials" if form else "ICE config"
+            assert outs["upstream"] == outs["ours"], f"{what} differ:\n  upstream: {outs['upstream']}\n  ours:     {outs['ours']}"
+            v = outs["ours"]
+            server = v if form else v["iceServers"][0]
+            uri = f"turn:127.0.0.1:{turn_port}?transport=udp"
+            assert server["username"] == "user-1" and server.get("password", server.get("credential")) == "pass-1", v
+            assert uri in (server["uris"] if form else server["urls"]), v
+            print(f"    upstream and our stunnerctl auth ({what}) from our auth service: the same JSON, {uri}")
+    finally:
+        auth.close()
+        op.close()
+
+
 # --- configs: what each stunnerd accepts, and what it makes of it -----------------------
 
 def ikey(d, name):
@@ -456,7 +494,8 @@ def case_configs():
     assert not stale, f"listed differences that no longer differ: {stale}"
 
 
-CASES = [case_upstream_turncat_through_ours, case_our_turncat_through_upstream, case_upstream_stunnerd_on_our_cds, case_configs]
+CASES = [case_upstream_turncat_through_ours, case_our_turncat_through_upstream, case_upstream_stunnerd_on_our_cds,
+         case_upstream_stunnerctl_auth_on_ours, case_configs]
 
 
 def main():

@@ -72,9 +72,17 @@ enum Cmd {
     Auth {
         /// Gateway name.
         gateway: Option<String>,
-        /// The auth service `host:port`; when unset, found through the Kubernetes API.
+        /// The auth service `host:port` (or the host alone, with `--auth-service-port`);
+        /// when unset, found through the Kubernetes API.
         #[arg(long = "auth-server-address")]
         auth_server_address: Option<String>,
+        /// The auth service port when `--auth-server-address` names none (upstream's flag).
+        #[arg(long = "auth-service-port", default_value_t = 8088)]
+        auth_port: u16,
+        /// Namespace to look for the auth service in (upstream's flag; default: that of
+        /// `--cds-server-namespace`, or all).
+        #[arg(long = "auth-service-namespace")]
+        auth_namespace: Option<String>,
         /// User id for ephemeral credentials.
         #[arg(short = 'u', long)]
         username: Option<String>,
@@ -298,6 +306,8 @@ async fn run(a: Args) -> Result<(), Error> {
         Cmd::Auth {
             gateway,
             auth_server_address,
+            auth_port,
+            auth_namespace,
             username,
             turn_credential,
         } => {
@@ -315,10 +325,14 @@ async fn run(a: Args) -> Result<(), Error> {
             } else {
                 format!("/ice?{q}")
             };
+            let explicit = match auth_server_address {
+                Some(s) => Some(stunner_cds::client::host_port_or(&s, auth_port)?),
+                None => None,
+            };
             let auth = address(
-                auth_server_address,
+                explicit,
                 stunner_k8s::Target::Auth,
-                a.cds_namespace.as_deref(),
+                auth_namespace.as_deref().or(a.cds_namespace.as_deref()),
             )
             .await?;
             let mut v = get_json(&auth, &path).await?;
