@@ -265,11 +265,7 @@ def dataplane_custom_runs(ns):
     print(f"    running stunnerd: {' '.join(cmdline)[:120]}")
     until("one pod of the new template", lambda: len(live_pods(ns)) == 1, timeout=90)
     until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
-    try:
-        assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
-    except AssertionError as e:
-        logs = kubectl("logs", "-n", ns, p["metadata"]["name"], "--tail=60", check=False)
-        raise AssertionError(f"{e}\n--- {p['metadata']['name']} (hostNetwork) log:\n{logs}") from None
+    assert_relays_from(ns, p, node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
 
 
 def case_rollout_restart():
@@ -497,12 +493,8 @@ spec:
     print(f"    running {exe} {' '.join(c.get('args', []))}")
     peer = echo_ip(ns)
     until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
-    try:
-        assert_relays(node_port(ns, "udp-gateway", "UDP"), peer)
-        assert_relays(node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
-    except AssertionError as e:
-        logs = kubectl("logs", "-n", ns, p["metadata"]["name"], "--tail=60", check=False)
-        raise AssertionError(f"{e}\n--- upstream stunnerd log:\n{logs}") from None
+    assert_relays_from(ns, p, node_port(ns, "udp-gateway", "UDP"), peer)
+    assert_relays_from(ns, p, node_port(ns, "udp-gateway", "TCP"), peer, tcp=True)
     logs = kubectl("logs", "-n", ns, p["metadata"]["name"])
     assert f"{ns}/udp-gateway/udp-listener" in logs, logs[-1500:]
 

@@ -229,6 +229,16 @@ def assert_relays(port, peer, tcp=False):
     print(f"    relayed over {'TCP' if tcp else 'UDP'} {NODE_EXTERNAL_IP}:{port} -> {peer}:9001: {sent} sent, {recv} received, 0 lost")
 
 
+def assert_relays_from(ns, pod, port, peer, tcp=False):
+    """assert_relays, with the log of the dataplane pod that should have relayed appended
+    to a failure."""
+    try:
+        assert_relays(port, peer, tcp=tcp)
+    except AssertionError as e:
+        logs = kubectl("logs", "-n", ns, pod["metadata"]["name"], "--tail=60", check=False)
+        raise AssertionError(f"{e}\n--- {pod['metadata']['name']} log:\n{logs}") from None
+
+
 def gateway_ready(ns, name="udp-gateway"):
     def ok():
         d = kget("deployment", "-n", ns, name)

@@ -44,6 +44,12 @@ def free_both():
     raise RuntimeError("no free port")
 
 
+def clean_env():
+    """This environment without what would point a STUNner tool elsewhere (Kubernetes,
+    STUNNER_*, CDS_*): each case sets what it needs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_", "CDS_"))}
+
+
 def until(what, fn, timeout=20, period=0.2):
     end = time.time() + timeout
     last = None
@@ -135,7 +141,7 @@ class Daemon:
             argv = [os.path.join(UP, "stunnerd"), "-c", f"file://{path}", "-l", "all:WARN"]
         else:
             argv = [os.path.join(OURS, "stunnerd"), "-c", path, "-l", "all:WARN"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_"))}
+        env = clean_env()
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
         self.health = health
         until(f"{which} stunnerd to be ready", lambda: self.proc.poll() is None and http_get(health, "/ready")[0] == 200)
@@ -269,7 +275,7 @@ def case_upstream_stunnerd_on_our_cds():
     same config from our CDS."""
     turn_port = free_both()
     op, cds = standalone_operator(turn_port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_"))}
+    env = clean_env()
     env["STUNNER_ADDR"] = "127.0.0.1"
     d = Proc([os.path.join(UP, "stunnerd"), "-c", cds, "-i", "stunner/udp-gateway", "-w", "-l", "all:INFO"],
              "stunnerd-upstream-cds", env=env)
@@ -314,7 +320,7 @@ def case_upstream_stunnerctl_auth_on_ours():
     auth_port = free_port()
     auth = Proc([os.path.join(OURS, "stunner-auth-service"), "--address", "127.0.0.1", "-p", str(auth_port),
                  "--cds-server-address", cds, "-l", "all:INFO"], "auth-service")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_", "CDS_"))}
+    env = clean_env()
     try:
         until("our auth service to know the Gateway",
               lambda: http_get(auth_port, "/?service=turn&namespace=stunner&gateway=udp-gateway")[0] == 200,
@@ -377,7 +383,7 @@ def verdict(which, cfg, tag, wait=6):
     path = os.path.join(WORK, f"cfg-{tag}-{which}.yaml")
     with open(path, "w") as f:
         f.write(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "STUNNER_"))}
+    env = clean_env()
     env["STUNNER_ADDR"] = "127.0.0.1"
     argv = ([os.path.join(UP, "stunnerd"), "-c", f"file://{path}"] if which == "upstream"
             else [os.path.join(OURS, "stunnerd"), "-c", path]) + ["-l", "all:WARN"]

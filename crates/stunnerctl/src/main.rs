@@ -325,10 +325,9 @@ async fn run(a: Args) -> Result<(), Error> {
             } else {
                 format!("/ice?{q}")
             };
-            let explicit = match auth_server_address {
-                Some(s) => Some(stunner_cds::client::host_port_or(&s, auth_port)?),
-                None => None,
-            };
+            let explicit = auth_server_address
+                .map(|s| stunner_cds::client::host_port_or(&s, auth_port))
+                .transpose()?;
             let auth = address(
                 explicit,
                 stunner_k8s::Target::Auth,
