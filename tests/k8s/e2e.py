@@ -538,6 +538,10 @@ def main():
             failed += 1
             print(f"k8s-e2e: {name} FAILED ({time.time() - t0:.0f}s)\n{traceback.format_exc()}", flush=True)
             print(kubectl("get", "pods,deploy,svc", "-A", "-o", "wide", check=False), flush=True)
+            if os.environ.get("K8S_E2E_KEEP") == "1":
+                # Left as the failure found it, for a look by hand (scripts/test-k8s).
+                print(f"k8s-e2e: {name} failed; K8S_E2E_KEEP=1: stopping with the cluster as it is", flush=True)
+                return 1
             # The managed-mode cases build on each other and go on; any other failure
             # leaves a clean cluster for the next case.
             if case not in CHAIN:

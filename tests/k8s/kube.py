@@ -220,12 +220,13 @@ def relay(port, peer_ip, tcp=False, n=50):
     recv = re.findall(r"tot_recv_msgs=(\d+)", out)
     if not (sent and recv):
         raise AssertionError(f"turnutils_uclient printed no totals:\n{out[-1500:]}")
-    return int(lost[-1]) if lost else int(sent[-1]) - int(recv[-1]), int(sent[-1]), int(recv[-1])
+    return int(lost[-1]) if lost else int(sent[-1]) - int(recv[-1]), int(sent[-1]), int(recv[-1]), out
 
 
 def assert_relays(port, peer, tcp=False):
-    lost, sent, recv = relay(port, peer, tcp=tcp)
-    assert sent > 0 and lost == 0 and recv == sent, f"relay over {'TCP' if tcp else 'UDP'} :{port}: sent {sent}, received {recv}, lost {lost}"
+    lost, sent, recv, out = relay(port, peer, tcp=tcp)
+    assert sent > 0 and lost == 0 and recv == sent, (f"relay over {'TCP' if tcp else 'UDP'} :{port}: sent {sent}, received {recv}, "
+                                                     f"lost {lost}\n--- turnutils_uclient:\n{out[-1500:]}")
     print(f"    relayed over {'TCP' if tcp else 'UDP'} {NODE_EXTERNAL_IP}:{port} -> {peer}:9001: {sent} sent, {recv} received, 0 lost")
 
 
