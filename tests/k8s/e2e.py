@@ -548,7 +548,8 @@ def main():
                 C.reset()
         if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_upstream_dataplane, case_legacy):
             C.reset()
-    C.reset()
+    if os.environ.get("K8S_E2E_KEEP") != "1":
+        C.reset()
     if skipped:
         print(f"k8s-e2e: {skipped} skipped")
     print(f"k8s-e2e: {passed} passed, {failed} failed")
