@@ -173,6 +173,27 @@ def case_tools():
     clean = {k: v for k, v in os.environ.items() if k not in ("CDS_SERVER_ADDR", "KUBERNETES_SERVICE_HOST")}
     ctl = lambda *a: subprocess.run(["target/debug/stunnerctl", *a], capture_output=True, text=True,
                                                 timeout=60, env=clean, check=False)
+    # A CDS-labelled pod that runs but never gets ready, listed before the operator (the API
+    # lists by namespace, then name): the tools must pass it over for the ready replica.
+    apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: aaa-cds-decoy, namespace: {ns}, labels: {{stunner.l7mp.io/config-discovery-service: enabled}}}}
+spec:
+  containers:
+  - name: decoy
+    image: local/udp-echo
+    readinessProbe: {{tcpSocket: {{port: 13478}}, periodSeconds: 1}}
+""")
+    until("the decoy CDS pod to run, unready", lambda: (lambda p: p.get("status", {}).get("phase") == "Running"
+                                                          and not ready(p))(kget("pod", "-n", ns, "aaa-cds-decoy")))
+    try:
+        tools_find_the_ready_replicas(ns, ctl, clean)
+    finally:
+        kubectl("delete", "pod", "-n", ns, "aaa-cds-decoy", "--wait=false", check=False)
+
+
+def tools_find_the_ready_replicas(ns, ctl, clean):
     r = ctl("-n", ns, "config", "udp-gateway")
     assert r.returncode == 0 and "udp-listener" in r.stdout and "tcp-listener" in r.stdout, r.stdout + r.stderr
     print(f"    stunnerctl config: {r.stdout.strip().splitlines()[0][:100]}")

@@ -17,6 +17,7 @@ pub mod pod;
 pub mod portforward;
 pub mod probe;
 pub mod proxy;
+pub mod scheduler;
 pub mod spdy;
 pub mod spdy_session;
 pub mod volume;

@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 
 use kube_node_agent::agent::Agent;
 use kube_node_agent::error::{Error, Result};
-use kube_node_agent::{cluster, dns, image, kubelet_api, launch, netns, node, pod, proxy};
+use kube_node_agent::{
+    cluster, dns, image, kubelet_api, launch, netns, node, pod, proxy, scheduler,
+};
 
 #[derive(Parser)]
 #[command(
@@ -181,7 +183,7 @@ async fn run(a: RunArgs) -> Result<()> {
     let kubelet = SocketAddr::from(([127, 0, 0, 1], a.kubelet_port));
     let mut tasks = vec![
         tokio::spawn(node::heartbeats(agent.clone(), a.kubelet_port)),
-        tokio::spawn(node::schedule(agent.clone())),
+        tokio::spawn(scheduler::run(agent.clone())),
         tokio::spawn(node::pods(agent.clone())),
         tokio::spawn(proxy::watch(client.clone(), shared.clone())),
         tokio::spawn(proxy::run(

@@ -1,5 +1,5 @@
-//! The Node object, its heartbeats (status and Lease), the scheduling of pods onto it, and
-//! the watch that starts and stops pod tasks.
+//! The Node object, its heartbeats (status and Lease), and the watch that starts and stops
+//! the pod tasks of the pods bound to it (binding is `scheduler.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
@@ -117,63 +117,6 @@ pub async fn heartbeats(agent: Arc<Agent>, kubelet_port: u16) {
         tick.tick().await;
         if let Err(e) = heartbeat(&agent, kubelet_port).await {
             tracing::warn!(error = %e, "node heartbeat");
-        }
-    }
-}
-
-/// The scheduler of a one-node cluster: binds every unscheduled pod whose nodeSelector
-/// this node's labels satisfy.
-pub async fn schedule(agent: Arc<Agent>) {
-    let pods: Api<Pod> = Api::all(agent.client.clone());
-    let cfg = watcher::Config::default().fields("spec.nodeName=");
-    let mut stream = watcher::watcher(pods.clone(), cfg).boxed();
-    let nodes: Api<Node> = Api::all(agent.client.clone());
-    while let Some(ev) = stream.next().await {
-        let pod = match ev {
-            Ok(Event::Apply(p) | Event::InitApply(p)) => p,
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "scheduler watch");
-                continue;
-            }
-        };
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let labels = nodes
-            .get(&agent.node)
-            .await
-            .ok()
-            .and_then(|n| n.metadata.labels)
-            .unwrap_or_default();
-        let fits = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_selector.as_ref())
-            .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        if !fits {
-            tracing::warn!(pod = %format!("{ns}/{name}"), "nodeSelector does not match the node; left pending");
-            continue;
-        }
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": agent.node},
-        });
-        let api: Api<Pod> = Api::namespaced(agent.client.clone(), &ns);
-        match api
-            .create_subresource::<_, serde_json::Value>(
-                "binding",
-                &name,
-                &PostParams::default(),
-                &binding,
-            )
-            .await
-        {
-            Ok(_) => tracing::info!(pod = %format!("{ns}/{name}"), node = %agent.node, "bound"),
-            Err(e) => tracing::debug!(pod = %format!("{ns}/{name}"), error = %e, "bind"),
         }
     }
 }

@@ -98,16 +98,7 @@ pub async fn find_pod(
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| Error::Api(e.to_string()))?;
-    let ready = |p: &Pod| {
-        p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
-    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    let mut candidates: Vec<&Pod> = pods.items.iter().filter(|p| running(p)).collect();
-    candidates.sort_by_key(|p| !ready(p));
-    let pod = candidates.first().ok_or_else(|| Error::NotFound {
+    let pod = choose(&pods.items).ok_or_else(|| Error::NotFound {
         selector: selector.clone(),
         namespace: match target {
             Target::Dataplane { namespace, .. } => Some(namespace.clone()),
@@ -118,6 +109,21 @@ pub async fn find_pod(
         pod.metadata.namespace.clone().unwrap_or_default(),
         pod.metadata.name.clone().unwrap_or_default(),
     ))
+}
+
+/// The pod to reach among those listed: a Running one, a Ready one before any other (a
+/// replica that is starting or failing its probe is listed too), else in list order.
+fn choose(pods: &[Pod]) -> Option<&Pod> {
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    let mut candidates = pods.iter().filter(|p| running(p));
+    let first = candidates.clone().next();
+    candidates.find(|p| ready(p)).or(first)
 }
 
 /// [`client`] then [`forward`]: the one call the tools make when no address is given.
@@ -162,4 +168,60 @@ pub async fn forward(
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+
+    fn pod(name: &str, phase: &str, ready: bool) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.status = Some(PodStatus {
+            phase: Some(phase.into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        p
+    }
+
+    fn chosen(pods: &[Pod]) -> Option<&str> {
+        choose(pods).and_then(|p| p.metadata.name.as_deref())
+    }
+
+    #[test]
+    fn a_ready_replica_is_chosen_over_an_unready_one_listed_first() {
+        let pods = [pod("a", "Running", false), pod("b", "Running", true)];
+        assert_eq!(chosen(&pods), Some("b"));
+    }
+
+    #[test]
+    fn an_unready_running_pod_is_better_than_none() {
+        let pods = [pod("a", "Pending", true), pod("b", "Running", false)];
+        assert_eq!(chosen(&pods), Some("b"));
+    }
+
+    #[test]
+    fn pods_that_do_not_run_are_never_chosen() {
+        let pods = [pod("a", "Pending", false), pod("b", "Succeeded", true)];
+        assert_eq!(chosen(&pods), None);
+        assert_eq!(chosen(&[]), None);
+    }
+
+    #[test]
+    fn the_not_found_error_names_the_selector_and_namespace() {
+        let e = Error::NotFound {
+            selector: Target::Auth.selector(),
+            namespace: Some("stunner-system".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no running pod with labels app=stunner-auth in namespace stunner-system"
+        );
+    }
 }
