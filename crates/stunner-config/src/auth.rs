@@ -53,6 +53,15 @@ impl AuthConfig {
         if self.realm.is_empty() {
             self.realm = defaults::REALM.to_string();
         }
+        // RFC 8489 §14.9: REALM holds at most 763 bytes. A longer realm would make every
+        // challenge unencodable, so no client could ever authenticate; refuse it here.
+        if self.realm.len() > REALM_MAX {
+            errs.push(Error::TooLong {
+                field: "auth.realm".into(),
+                len: self.realm.len(),
+                max: REALM_MAX,
+            });
+        }
         // Upstream accepts empty values; an empty password or secret lets anybody in, so
         // we refuse it.
         let required: &[&'static str] = match self.auth_type {
@@ -71,6 +80,9 @@ impl AuthConfig {
         }
     }
 }
+
+/// The longest REALM value (RFC 8489 §14.9).
+const REALM_MAX: usize = 763;
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -121,6 +121,16 @@ pub enum Error {
         /// The listener that has it first.
         other: String,
     },
+    /// A string longer than its wire encoding allows.
+    #[error("{field}: {len} bytes is longer than the {max} allowed")]
+    TooLong {
+        /// Path of the field.
+        field: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A listener address is not an IP address.
     #[error("{field}: {value:?} is not an IP address")]
     InvalidAddress {
@@ -167,6 +177,7 @@ impl Error {
             | Self::InvalidBase64 { field }
             | Self::Duplicate { field, .. }
             | Self::PortConflict { field, .. }
+            | Self::TooLong { field, .. }
             | Self::InvalidAddress { field, .. } => Some(field),
             Self::UnsupportedVersion(_) => Some("version"),
             Self::Syntax { .. }
@@ -193,6 +204,7 @@ impl Error {
             Self::Duplicate { .. } => "duplicate",
             Self::PortConflict { .. } => "port_conflict",
             Self::InvalidAddress { .. } => "invalid_address",
+            Self::TooLong { .. } => "too_long",
             Self::InvalidUri { .. } => "invalid_uri",
             Self::InvalidTimestamp(_) => "invalid_timestamp",
             Self::ExpiredCredential { .. } => "expired_credential",

@@ -16,7 +16,7 @@ use turn_types::attribute::{
 use crate::Error;
 use crate::allocation::{Allocation, CachedResponse, DEFAULT_LIFETIME, MAX_LIFETIME};
 use crate::auth::Authenticated;
-use crate::event::Event;
+use crate::event::{DropReason, Event};
 use crate::response;
 use crate::server::{Output, PendingAllocate, RelayRequest, Server};
 use crate::transport::FiveTuple;
@@ -147,7 +147,14 @@ impl Server {
             attrs.push(r);
         }
         attrs.push(&xma);
-        let bytes = response::success(&msg, &attrs, Some(&p.auth));
+        // The answer is built before the allocation exists: one that cannot be signed is
+        // not sent, and nothing is left behind for the client's retransmission to trip on.
+        let Some(bytes) = response::success(&msg, &attrs, Some(&p.auth)) else {
+            self.release_user(&p.auth.user);
+            self.outputs.push_back(Output::CloseRelay(relay));
+            self.drop_packet(DropReason::Unencodable);
+            return;
+        };
         self.allocations.insert(
             ft,
             Allocation {
@@ -173,7 +180,7 @@ impl Server {
             relay,
             user: p.auth.user.clone(),
         });
-        self.respond(ft, bytes);
+        self.respond(ft, Some(bytes));
     }
 
     /// A reservation token: unguessable without the nonce key, distinct per request.

@@ -20,17 +20,21 @@ pub enum DropReason {
     PolicyDenied,
     /// An indication or response the server does not handle.
     Unexpected,
+    /// A response the server could not encode or sign (not sent: an unsigned answer to an
+    /// authenticated request would be refused by the client, or worse, trusted).
+    Unencodable,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Malformed,
         Self::NoAllocation,
         Self::NoPermission,
         Self::NoChannel,
         Self::PolicyDenied,
         Self::Unexpected,
+        Self::Unencodable,
     ];
 
     /// A stable label for metrics.
@@ -42,6 +46,7 @@ impl DropReason {
             Self::NoChannel => "no_channel",
             Self::PolicyDenied => "policy_denied",
             Self::Unexpected => "unexpected",
+            Self::Unencodable => "unencodable_response",
         }
     }
 }

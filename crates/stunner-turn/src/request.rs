@@ -56,8 +56,13 @@ fn unknown_required(msg: &Message<'_>) -> Vec<AttributeType> {
 }
 
 impl Server {
-    pub(crate) fn respond(&mut self, ft: FiveTuple, bytes: Vec<u8>) {
-        self.transmit(Source::Listener(ft.server), ft.client, bytes);
+    /// Sends a response built by [`response`](crate::response), or counts one that could
+    /// not be built.
+    pub(crate) fn respond(&mut self, ft: FiveTuple, bytes: Option<Vec<u8>>) {
+        match bytes {
+            Some(b) => self.transmit(Source::Listener(ft.server), ft.client, b),
+            None => self.drop_packet(DropReason::Unencodable),
+        }
     }
 
     pub(crate) fn respond_error(
@@ -109,7 +114,7 @@ impl Server {
             && a.response.transaction == u128::from(msg.transaction_id())
         {
             let bytes = a.response.bytes.clone();
-            self.respond(ft, bytes);
+            self.respond(ft, Some(bytes));
             return;
         }
         let Some(auth) = self.authenticate(now, ft, msg) else {

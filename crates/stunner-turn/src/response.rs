@@ -1,5 +1,8 @@
 //! Building responses: success and error, signed when the request authenticated, with
-//! FINGERPRINT (RFC 8489 §14.7).
+//! FINGERPRINT (RFC 8489 §14.7). A response that cannot be completed (an attribute,
+//! MESSAGE-INTEGRITY or FINGERPRINT that does not fit) is `None`: the caller sends nothing
+//! rather than an unsigned or partial answer, and counts it
+//! ([`DropReason::Unencodable`](crate::DropReason::Unencodable)).
 
 use stun_types::attribute::{AttributeWrite, ErrorCode, Nonce, Realm, UnknownAttributes};
 use stun_types::message::{Message, MessageWrite, MessageWriteExt, MessageWriteVec};
@@ -12,10 +15,10 @@ pub(crate) fn success(
     req: &Message<'_>,
     attrs: &[&dyn AttributeWrite],
     auth: Option<&Authenticated>,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let mut w = Message::builder_success(req, MessageWriteVec::with_capacity(128));
-    finish(&mut w, attrs, auth);
-    w.finish()
+    finish(&mut w, attrs, auth)?;
+    Some(w.finish())
 }
 
 /// An error response. 401 and 438 carry REALM and a fresh NONCE; 420 carries
@@ -26,19 +29,15 @@ pub(crate) fn error(
     challenge: Option<(&str, &str)>,
     unknown: &[stun_types::attribute::AttributeType],
     auth: Option<&Authenticated>,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     let mut w = Message::builder_error(req, MessageWriteVec::with_capacity(128));
     let mut attrs: Vec<Box<dyn AttributeWrite>> = Vec::new();
-    if let Ok(code) = ErrorCode::new(err.code(), err.reason()) {
-        attrs.push(Box::new(code));
-    }
+    // An error response without its code, or a challenge without REALM and NONCE, would
+    // tell the client nothing it can act on (RFC 8489 §9.2.4): none is sent instead.
+    attrs.push(Box::new(ErrorCode::new(err.code(), err.reason()).ok()?));
     if let Some((realm, nonce)) = challenge {
-        if let Ok(r) = Realm::new(realm) {
-            attrs.push(Box::new(r));
-        }
-        if let Ok(n) = Nonce::new(nonce) {
-            attrs.push(Box::new(n));
-        }
+        attrs.push(Box::new(Realm::new(realm).ok()?));
+        attrs.push(Box::new(Nonce::new(nonce).ok()?));
     }
     if !unknown.is_empty() {
         attrs.push(Box::new(UnknownAttributes::new(unknown)));
@@ -46,17 +45,20 @@ pub(crate) fn error(
     let refs: Vec<&dyn AttributeWrite> = attrs.iter().map(|a| a.as_ref()).collect();
     // RFC 8489 §9.2.4: no integrity on 400, 401, 420 and 438.
     let sign = auth.filter(|_| !matches!(err.code(), 400 | 401 | 420 | 438));
-    finish(&mut w, &refs, sign);
-    w.finish()
+    finish(&mut w, &refs, sign)?;
+    Some(w.finish())
 }
 
-fn finish(w: &mut MessageWriteVec, attrs: &[&dyn AttributeWrite], auth: Option<&Authenticated>) {
+fn finish(
+    w: &mut MessageWriteVec,
+    attrs: &[&dyn AttributeWrite],
+    auth: Option<&Authenticated>,
+) -> Option<()> {
     for a in attrs {
-        // Attributes are built by us and fit; a failure would only drop the attribute.
-        let _ = w.add_attribute(*a);
+        w.add_attribute(*a).ok()?;
     }
     if let Some(a) = auth {
-        let _ = w.add_message_integrity(&a.key, a.algorithm);
+        w.add_message_integrity(&a.key, a.algorithm).ok()?;
     }
-    let _ = w.add_fingerprint();
+    w.add_fingerprint().ok()
 }

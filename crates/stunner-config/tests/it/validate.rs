@@ -290,3 +290,24 @@ fn every_error_is_reported() {
     assert!(!all.to_string().contains('\n'));
     assert!(all.to_string().contains("; "));
 }
+
+#[test]
+fn a_realm_longer_than_realm_can_carry_is_refused() {
+    let long = "r".repeat(764);
+    assert_eq!(
+        one_error(&format!(
+            "version: v1\nauth: {{realm: {long}, credentials: {{username: u, password: p}}}}"
+        )),
+        "auth.realm: 764 bytes is longer than the 763 allowed"
+    );
+    let ok = "r".repeat(763);
+    assert!(
+        StunnerConfig::from_str_with_env(
+            &format!(
+                "version: v1\nauth: {{realm: {ok}, credentials: {{username: u, password: p}}}}"
+            ),
+            &env_of(&[])
+        )
+        .is_ok()
+    );
+}

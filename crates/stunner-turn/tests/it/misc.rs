@@ -196,3 +196,21 @@ fn a_byte_stream_splits_into_frames() {
     let (answer, _) = c.next(&mut sim).unwrap();
     assert_eq!(answer, Received::Refreshed { lifetime: 700 });
 }
+
+/// A challenge that cannot carry its REALM is not sent at all (an error without it tells
+/// the client nothing): the request goes unanswered and the drop is counted.
+#[test]
+fn a_response_that_cannot_be_encoded_is_not_sent_and_is_counted() {
+    let mut cfg = static_config(&["0.0.0.0/0"]);
+    cfg.realm = "r".repeat(764);
+    let mut sim = Sim::new(cfg);
+    let mut c = TestClient::user("192.0.2.10:40000");
+    let req = c.client.request(Request::Allocate { lifetime: None });
+    sim.client_sends(c.ft, &req);
+    assert!(sim.take_client(c.ft.client).is_none());
+    assert_eq!(sim.server.stats().drops(DropReason::Unencodable), 1);
+    assert!(
+        sim.opened.is_empty(),
+        "no relay opened for an unanswered request"
+    );
+}
