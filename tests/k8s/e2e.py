@@ -287,6 +287,39 @@ def dataplane_custom_runs(ns):
     until("one pod of the new template", lambda: len(live_pods(ns)) == 1, timeout=90)
     until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
     assert_relays_from(ns, p, node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+    host_ports_are_held(ns, p)
+
+
+def host_ports_are_held(ns, stunnerd):
+    """A hostNetwork pod holds its ports on the node (the API server defaults each hostPort
+    to the containerPort): a second pod asking for one of them is not scheduled, as
+    kube-scheduler leaves it, and stunnerd is not disturbed."""
+    held = [c for c in stunnerd["spec"]["containers"][0].get("ports", []) if c.get("hostPort")]
+    assert held, f"the hostNetwork pod holds no host ports: {stunnerd['spec']['containers'][0].get('ports')}"
+    port = held[0]
+    apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: host-port-taker, namespace: {ns}}}
+spec:
+  hostNetwork: true
+  containers:
+  - name: taker
+    image: local/udp-echo
+    ports: [{{containerPort: {port['containerPort']}, protocol: {port.get('protocol', 'TCP')}}}]
+""")
+    try:
+        def unschedulable():
+            p = kget("pod", "-n", ns, "host-port-taker")
+            c = [c for c in p.get("status", {}).get("conditions", []) if c["type"] == "PodScheduled"]
+            return (not p["spec"].get("nodeName") and c and c[0]["status"] == "False"
+                    and c[0]["reason"] == "Unschedulable" and "free ports" in c[0]["message"]) and c[0]
+        c = until(f"a pod asking for host port {port['containerPort']} to stay unscheduled", unschedulable, timeout=30)
+        print(f"    host port {port['containerPort']}/{port.get('protocol', 'TCP')} held: {c['message']}")
+        time.sleep(3)
+        assert not kget("pod", "-n", ns, "host-port-taker")["spec"].get("nodeName"), "bound while the port is held"
+    finally:
+        kubectl("delete", "pod", "-n", ns, "host-port-taker", "--wait=false", check=False)
 
 
 def case_rollout_restart():

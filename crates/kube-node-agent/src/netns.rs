@@ -155,7 +155,30 @@ pub struct PodNetwork {
     hub: String,
     bridge: String,
     base: [u8; 3],
-    used: Arc<Mutex<BTreeSet<u8>>>,
+    used: Arc<Mutex<Leases>>,
+}
+
+/// The pod addresses in use, and the last one handed out.
+#[derive(Debug, Default)]
+struct Leases {
+    used: BTreeSet<u8>,
+    last: u8,
+}
+
+impl Leases {
+    /// The first free host number after the last one handed out, wrapping (host-local
+    /// IPAM's order): a freed address is reused as late as possible, so the neighbour
+    /// caches that still map it to a deleted pod's MAC have long expired.
+    fn take(&mut self) -> Option<u8> {
+        let range = 2..=254u8;
+        let start = self.last.max(1);
+        let i = (start + 1..=*range.end())
+            .chain(range.clone())
+            .find(|i| !self.used.contains(i))?;
+        self.used.insert(i);
+        self.last = i;
+        Some(i)
+    }
 }
 
 /// A pod's own namespace and address.
@@ -207,17 +230,12 @@ impl PodNetwork {
 
     /// Creates a pod namespace with a fresh address.
     pub async fn create(&self) -> Result<PodNet> {
-        let index = {
-            let mut used = self
-                .used
-                .lock()
-                .map_err(|_| Error::Config("poisoned".into()))?;
-            let i = (2..=254u8)
-                .find(|i| !used.contains(i))
-                .ok_or_else(|| Error::Config("pod address range exhausted".into()))?;
-            used.insert(i);
-            i
-        };
+        let index = self
+            .used
+            .lock()
+            .map_err(|_| Error::Config("poisoned".into()))?
+            .take()
+            .ok_or_else(|| Error::Config("pod address range exhausted".into()))?;
         let [a, b, c] = self.base;
         let net = PodNet {
             netns: format!("{}-p{index}", self.prefix),
@@ -257,6 +275,30 @@ impl PodNetwork {
         .await?;
         ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
         ip(&["-n", ns, "addr", "add", &addr, "dev", "eth0"]).await?;
+        // An address can have belonged to a deleted pod, and the node's namespace (where
+        // hostNetwork pods and the service proxy run) and other pods may still map it to
+        // that pod's MAC: a datagram sent on such an entry is lost until the kernel's
+        // probes fail, seconds later. So, as the CNI bridge plugin does, the node's entry
+        // goes, and the pod announces itself with a gratuitous ARP as its link comes up.
+        let _ = ip(&[
+            "-n",
+            &self.hub,
+            "neigh",
+            "del",
+            &net.ip.to_string(),
+            "dev",
+            &self.bridge,
+        ])
+        .await;
+        ip(&[
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.eth0.arp_notify=1",
+        ])
+        .await?;
         ip(&["-n", ns, "link", "set", "eth0", "up"]).await?;
         ip(&["-n", ns, "route", "add", "default", "via", &gw]).await?;
         Ok(())
@@ -265,8 +307,35 @@ impl PodNetwork {
     /// Deletes a pod namespace (which takes its veth pair with it) and frees its address.
     pub async fn delete(&self, net: &PodNet) {
         let _ = ip(&["netns", "del", &net.netns]).await;
-        if let Ok(mut used) = self.used.lock() {
-            used.remove(&net.index);
+        let _ = ip(&[
+            "-n",
+            &self.hub,
+            "neigh",
+            "del",
+            &net.ip.to_string(),
+            "dev",
+            &self.bridge,
+        ])
+        .await;
+        if let Ok(mut l) = self.used.lock() {
+            l.used.remove(&net.index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Leases;
+
+    #[test]
+    fn addresses_go_round_before_one_is_reused() {
+        let mut l = Leases::default();
+        assert_eq!((l.take(), l.take(), l.take()), (Some(2), Some(3), Some(4)));
+        l.used.remove(&2);
+        // 2 is free again, but 5 comes first.
+        assert_eq!(l.take(), Some(5));
+        l.used.extend(6..=254);
+        assert_eq!(l.take(), Some(2), "wraps to the only free one");
+        assert_eq!(l.take(), None, "exhausted");
     }
 }

@@ -147,22 +147,21 @@ enum Command {
     },
 }
 
-/// Parses `250ms`, `1s`, `2m` or plain seconds.
+/// Parses a duration as `humantime` does (`250ms`, `1s`, `1m30s`, `2 min`); a bare number
+/// is seconds, as this flag took before. Go's `time.ParseDuration` (upstream's flags) also
+/// takes fractions such as `1.5s`; write `1s 500ms` instead (docs/MIGRATING.md).
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m)")),
+    let d = match s.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("invalid duration {s:?}: {e} (e.g. 250ms, 1s, 1m30s)"))?,
     };
-    if !(0.01..=3600.0).contains(&secs) {
+    const RANGE: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(10)..=Duration::from_secs(3600);
+    if !RANGE.contains(&d) {
         return Err(format!("duration {s:?} out of range (10ms..1h)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 impl RenderFlags {
@@ -332,4 +331,32 @@ fn run_kubernetes(f: RunFlags) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_read_as_humantime_writes_them() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("1s", Duration::from_secs(1)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2 min", Duration::from_secs(120)),
+            ("5", Duration::from_secs(5)),
+        ];
+        for (s, d) in ok {
+            assert_eq!(parse_duration(s), Ok(d), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_bad_or_out_of_range_duration_names_the_input() {
+        for s in ["", "fast", "1.5x", "5ms", "2h", "0"] {
+            let e = parse_duration(s).expect_err(s);
+            assert!(e.contains(&format!("{s:?}")), "{s}: {e}");
+        }
+    }
 }
