@@ -8,10 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use stunner_config::{Change, ClusterType, StunnerConfig, diff};
-use stunner_turn::ServerConfig;
 
 use crate::Error;
-use crate::listener::Listener;
+use crate::listener::{Listener, Step, Update};
 use crate::relays::Reservations;
 
 /// The dataplane.
@@ -21,6 +20,7 @@ pub struct Daemon {
     udp_threads: usize,
     draining: bool,
     reservations: Arc<Reservations>,
+    faults: BTreeMap<String, Step>,
 }
 
 impl Daemon {
@@ -33,6 +33,7 @@ impl Daemon {
             udp_threads,
             draining: false,
             reservations: Arc::default(),
+            faults: BTreeMap::new(),
         }
     }
 
@@ -41,85 +42,99 @@ impl Daemon {
         self.config.as_ref()
     }
 
-    /// Applies a validated config. On error nothing changes.
+    /// Applies a validated config, all or nothing: first everything that can fail is
+    /// built with no effect on what runs (core configs, TLS/DTLS contexts, sockets,
+    /// gated worker threads); then steps that cannot fail commit it. On error the
+    /// running config stays whole and the error names what failed.
     pub fn apply(&mut self, new: StunnerConfig) -> Result<(), Error> {
-        // Check everything that can fail without side effects first.
-        for l in &new.listeners {
-            ServerConfig::for_listener(&new, &l.name)?;
-            match l.protocol {
-                stunner_config::ListenerProtocol::TurnTls => {
-                    crate::tls::server_config(l)?;
-                }
-                stunner_config::ListenerProtocol::TurnDtls => {
-                    crate::dtls::context(l)?;
-                }
-                _ => {}
-            }
-        }
         let empty = StunnerConfig::default();
         let old = self.config.as_ref().unwrap_or(&empty);
         let d = diff(old, &new);
         if self.config.is_some() && d.is_empty() {
             return Ok(());
         }
-        // Start new and restarted listeners. A restarted listener is stopped first (its
-        // port may be the one it keeps); on failure the stopped ones come back.
-        let mut stopped: Vec<Listener> = Vec::new();
-        let mut started: Vec<(String, Listener)> = Vec::new();
-        for c in &d.listeners {
-            if c.change == Change::Restart
-                && let Some(mut l) = self.listeners.remove(&c.name)
-            {
-                l.stop();
-                stopped.push(l);
-            }
-        }
-        for c in &d.listeners {
-            if !matches!(c.change, Change::Added | Change::Restart) {
-                continue;
-            }
-            let Some(lc) = new.listener(&c.name) else {
-                continue;
+        let going = |name: &str| {
+            d.listeners
+                .iter()
+                .any(|c| c.name == name && matches!(c.change, Change::Removed | Change::Restart))
+        };
+        // Plan. Dropping a half-built plan closes the gates of its threads and the
+        // sockets it bound.
+        let mut started: Vec<Listener> = Vec::new();
+        let mut updates: Vec<(String, Update)> = Vec::new();
+        for lc in &new.listeners {
+            let change = d
+                .listeners
+                .iter()
+                .find(|c| c.name == lc.name)
+                .map(|c| c.change);
+            let fresh =
+                self.config.is_none() || matches!(change, Some(Change::Added | Change::Restart));
+            let failed = |e: Error| Error::Listener {
+                name: lc.name.clone(),
+                source: Box::new(e),
             };
-            match Listener::start(&new, lc, self.udp_threads, &self.reservations) {
-                Ok(l) => started.push((c.name.clone(), l)),
-                Err(e) => {
-                    drop(started);
-                    for mut l in stopped {
-                        if let Ok(back) =
-                            Listener::start(old, &l.config, self.udp_threads, &self.reservations)
-                        {
-                            self.listeners.insert(l.config.name.clone(), back);
-                        }
-                        l.stop();
-                    }
-                    return Err(e);
+            match self.listeners.get(&lc.name) {
+                Some(l) if !fresh => {
+                    updates.push((lc.name.clone(), l.plan_update(&new, lc).map_err(failed)?))
+                }
+                _ => {
+                    // A listener going away on this port and socket type hands its
+                    // sockets over (a restart on its own port, a rename).
+                    let inherited = self
+                        .listeners
+                        .values()
+                        .filter(|l| going(&l.config.name))
+                        .find_map(|l| l.sockets_for(lc));
+                    let fault = self.faults.remove(&lc.name);
+                    let l = Listener::prepare(
+                        &new,
+                        lc,
+                        self.udp_threads,
+                        &self.reservations,
+                        inherited,
+                        fault,
+                    )
+                    .map_err(failed)?;
+                    started.push(l);
                 }
             }
         }
-        for c in &d.listeners {
-            if c.change == Change::Removed
-                && let Some(mut l) = self.listeners.remove(&c.name)
-            {
+        // Commit: stop what goes (its sockets live on in its successors), start what
+        // comes, update what stays.
+        let names: Vec<String> = self
+            .listeners
+            .keys()
+            .filter(|n| going(n))
+            .cloned()
+            .collect();
+        for n in names {
+            if let Some(mut l) = self.listeners.remove(&n) {
                 l.stop();
             }
         }
-        // Every kept listener gets the new core config: auth, realm and clusters may
-        // have changed even when the listener itself did not.
-        for (name, l) in &mut self.listeners {
-            if let Some(lc) = new.listener(name) {
-                l.update(&new, lc)?;
-            }
-        }
-        for (name, l) in started {
+        for mut l in started {
+            l.start();
             if self.draining {
                 l.drain();
             }
-            self.listeners.insert(name, l);
+            self.listeners.insert(l.config.name.clone(), l);
+        }
+        for (name, u) in updates {
+            if let Some(l) = self.listeners.get_mut(&name) {
+                l.update(u);
+            }
         }
         tracing::info!(target: "reconciler", config = %new, "config applied");
         self.config = Some(new);
         Ok(())
+    }
+
+    /// Makes preparing listener `name` fail at `step` on the next apply that starts it:
+    /// for tests of the failures a real system cannot produce on cue.
+    #[doc(hidden)]
+    pub fn fail_next(&mut self, name: &str, step: Step) {
+        self.faults.insert(name.to_string(), step);
     }
 
     /// The STRICT_DNS names of the applied config.

@@ -31,6 +31,14 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A listener of a new config could not be prepared; the running config stays.
+    #[error("listener {name:?}: {source}")]
+    Listener {
+        /// The listener.
+        name: String,
+        /// The cause.
+        source: Box<Self>,
+    },
     /// A feature this build does not have yet.
     #[error("{0}")]
     Unsupported(String),

@@ -26,3 +26,5 @@ mod worker;
 pub use admin::{AdminState, masked_json};
 pub use daemon::Daemon;
 pub use error::Error;
+#[doc(hidden)]
+pub use listener::Step;

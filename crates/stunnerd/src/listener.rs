@@ -13,97 +13,181 @@ use crate::{Error, dtls, net, tcp, tls, udp};
 pub(crate) struct Listener {
     pub(crate) config: ListenerConfig,
     workers: Vec<Handle>,
+    /// Duplicates of the client-side sockets the workers own, so that a successor on the
+    /// same port and transport takes them over instead of binding again: no race with
+    /// our own socket, and no datagram or pending connection lost in between.
+    sockets: Sockets,
+}
+
+/// The client-side sockets of a listener.
+pub(crate) enum Sockets {
+    /// TURN-UDP and TURN-DTLS: one per worker (an `SO_REUSEPORT` set).
+    Udp(Vec<std::net::UdpSocket>),
+    /// TURN-TCP and TURN-TLS.
+    Tcp(std::net::TcpListener),
+}
+
+impl Sockets {
+    fn try_clone(&self) -> Result<Self, Error> {
+        let dup = Error::io("cannot duplicate a listener socket");
+        Ok(match self {
+            Self::Udp(v) => Self::Udp(
+                v.iter()
+                    .map(std::net::UdpSocket::try_clone)
+                    .collect::<Result<_, _>>()
+                    .map_err(dup)?,
+            ),
+            Self::Tcp(t) => Self::Tcp(t.try_clone().map_err(dup)?),
+        })
+    }
+}
+
+/// A step of preparing a listener that a test can make fail (`Daemon::fail_next`): the
+/// ones a real system cannot be made to fail on cue.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Duplicating the client-side sockets.
+    Duplicate,
+    /// Starting a worker thread.
+    Spawn,
+}
+
+fn injected(step: Step, fault: Option<Step>, context: &'static str) -> Result<(), Error> {
+    if fault == Some(step) {
+        return Err(Error::Io {
+            context,
+            source: std::io::Error::other("injected failure"),
+        });
+    }
+    Ok(())
+}
+
+/// A config change for a running listener, built before anything changes.
+pub(crate) struct Update {
+    server: ServerConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    dtls: Option<openssl::ssl::SslContext>,
+    config: ListenerConfig,
+}
+
+type Contexts = (
+    Option<Arc<rustls::ServerConfig>>,
+    Option<openssl::ssl::SslContext>,
+);
+
+/// The TLS or DTLS context of `l`, when it is new or its certificate changed from `old`.
+fn contexts(l: &ListenerConfig, old: Option<&ListenerConfig>) -> Result<Contexts, Error> {
+    let changed = old.is_none_or(|o| o.cert != l.cert || o.key != l.key);
+    Ok(match l.protocol {
+        ListenerProtocol::TurnTls if changed => (Some(tls::server_config(l)?), None),
+        ListenerProtocol::TurnDtls if changed => (None, Some(dtls::context(l)?)),
+        _ => (None, None),
+    })
 }
 
 impl Listener {
-    /// Binds the listener's sockets and starts its workers.
-    pub(crate) fn start(
+    /// Everything a new listener needs, with no effect on what runs: its core config and
+    /// TLS/DTLS context, its sockets (`inherited` ones duplicated, others bound) and its
+    /// worker threads, held at their gates until `start`.
+    pub(crate) fn prepare(
         config: &StunnerConfig,
         l: &ListenerConfig,
         udp_threads: usize,
         reservations: &Arc<Reservations>,
+        inherited: Option<&Sockets>,
+        fault: Option<Step>,
     ) -> Result<Self, Error> {
         let sc = ServerConfig::for_listener(config, &l.name)?;
+        let (tls, dtls) = contexts(l, None)?;
+        let n = udp_threads.max(1);
+        let bound = match inherited {
+            Some(s) => s.try_clone()?,
+            None if l.protocol.is_datagram() => Sockets::Udp(
+                (0..n)
+                    .map(|_| net::udp_listener(l.port, udp_threads > 0))
+                    .collect::<Result<_, _>>()?,
+            ),
+            None => Sockets::Tcp(net::tcp_listener(l.port)?),
+        };
+        injected(Step::Duplicate, fault, "cannot duplicate a listener socket")?;
+        let kept = bound.try_clone()?;
+        injected(Step::Spawn, fault, "cannot start worker thread")?;
         let spawn_err = Error::io("cannot start worker thread");
         let mut workers = Vec::new();
-        match l.protocol {
-            ListenerProtocol::TurnUdp => {
-                let n = udp_threads.max(1);
-                // Bind every socket first so that a bind error starts nothing.
-                let sockets = (0..n)
-                    .map(|_| net::udp_listener(l.port, udp_threads > 0))
-                    .collect::<Result<Vec<_>, _>>()?;
+        match bound {
+            Sockets::Udp(sockets) => {
                 for s in sockets {
-                    workers.push(
-                        udp::spawn(&l.name, s, sc.clone(), reservations.clone())
-                            .map_err(Error::io("cannot start worker thread"))?,
-                    );
+                    let w = match &dtls {
+                        Some(ctx) => {
+                            dtls::spawn(&l.name, s, sc.clone(), reservations.clone(), ctx.clone())
+                        }
+                        None => udp::spawn(&l.name, s, sc.clone(), reservations.clone()),
+                    };
+                    // Dropping the ones already spawned closes their gates: they exit.
+                    workers.push(w.map_err(Error::io("cannot start worker thread"))?);
                 }
             }
-            ListenerProtocol::TurnTcp | ListenerProtocol::TurnTls => {
-                let tls = if l.protocol == ListenerProtocol::TurnTls {
-                    Some(tls::server_config(l)?)
-                } else {
-                    None
-                };
-                let s = net::tcp_listener(l.port)?;
+            Sockets::Tcp(s) => {
                 workers.push(
                     tcp::spawn(&l.name, s, sc, reservations.clone(), tls).map_err(spawn_err)?,
                 );
             }
-            ListenerProtocol::TurnDtls => {
-                let ctx = dtls::context(l)?;
-                let n = udp_threads.max(1);
-                let sockets = (0..n)
-                    .map(|_| net::udp_listener(l.port, udp_threads > 0))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for s in sockets {
-                    let w = dtls::spawn(&l.name, s, sc.clone(), reservations.clone(), ctx.clone())
-                        .map_err(Error::io("cannot start worker thread"))?;
-                    workers.push(w);
-                }
-            }
         }
-        tracing::info!(target: "stunnerd", listener = %l.name, protocol = %l.protocol, port = l.port,
-            workers = workers.len(), "listener started");
         Ok(Self {
             config: l.clone(),
             workers,
+            sockets: kept,
         })
     }
 
-    /// Pushes a new config to every worker (applied between batches).
-    pub(crate) fn update(
-        &mut self,
+    /// Opens the gates of a prepared listener. Cannot fail.
+    pub(crate) fn start(&mut self) {
+        for w in &mut self.workers {
+            w.go();
+        }
+        let l = &self.config;
+        tracing::info!(target: "stunnerd", listener = %l.name, protocol = %l.protocol, port = l.port,
+            workers = self.workers.len(), "listener started");
+    }
+
+    /// The sockets a successor `l` takes over: ours, if it listens on our port with our
+    /// socket type.
+    pub(crate) fn sockets_for(&self, l: &ListenerConfig) -> Option<&Sockets> {
+        let same_kind = match self.sockets {
+            Sockets::Udp(_) => l.protocol.is_datagram(),
+            Sockets::Tcp(_) => !l.protocol.is_datagram(),
+        };
+        (same_kind && l.port == self.config.port).then_some(&self.sockets)
+    }
+
+    /// Builds the update to `l` of `config`, with no effect on what runs.
+    pub(crate) fn plan_update(
+        &self,
         config: &StunnerConfig,
         l: &ListenerConfig,
-    ) -> Result<(), Error> {
-        let sc = ServerConfig::for_listener(config, &l.name)?;
-        let new_cert = l.protocol == ListenerProtocol::TurnTls
-            && (l.cert != self.config.cert || l.key != self.config.key);
-        let tls = if new_cert {
-            Some(tls::server_config(l)?)
-        } else {
-            None
-        };
-        let new_dtls_cert = l.protocol == ListenerProtocol::TurnDtls
-            && (l.cert != self.config.cert || l.key != self.config.key);
-        let dtls = if new_dtls_cert {
-            Some(dtls::context(l)?)
-        } else {
-            None
-        };
+    ) -> Result<Update, Error> {
+        let (tls, dtls) = contexts(l, Some(&self.config))?;
+        Ok(Update {
+            server: ServerConfig::for_listener(config, &l.name)?,
+            tls,
+            dtls,
+            config: l.clone(),
+        })
+    }
+
+    /// Pushes an update to every worker (applied between batches). Cannot fail.
+    pub(crate) fn update(&mut self, u: Update) {
         for w in &self.workers {
-            w.send(Control::Config(Box::new(sc.clone())));
-            if let Some(t) = &tls {
+            w.send(Control::Config(Box::new(u.server.clone())));
+            if let Some(t) = &u.tls {
                 w.send(Control::Tls(t.clone()));
             }
-            if let Some(c) = &dtls {
+            if let Some(c) = &u.dtls {
                 w.send(Control::Dtls(c.clone()));
             }
         }
-        self.config = l.clone();
-        Ok(())
+        self.config = u.config;
     }
 
     pub(crate) fn resolved(&self, name: &str, addrs: &[std::net::IpAddr]) {

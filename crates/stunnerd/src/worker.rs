@@ -60,15 +60,25 @@ pub(crate) struct Shared {
     pub(crate) lifetimes: Mutex<crate::metrics::Histogram>,
 }
 
-/// A handle to a running worker.
+/// A handle to a worker. A new worker waits at its gate, touching nothing, until
+/// `go`: a reconcile spawns every thread it needs before it changes anything, and a
+/// worker whose gate is dropped exits without having served.
 pub(crate) struct Handle {
     pub(crate) tx: mpsc::Sender<Control>,
     pub(crate) waker: Arc<Waker>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+    gate: Option<mpsc::Sender<()>>,
 }
 
 impl Handle {
+    /// Lets a gated worker run.
+    pub(crate) fn go(&mut self) {
+        if let Some(g) = self.gate.take() {
+            let _ = g.send(());
+        }
+    }
+
     pub(crate) fn send(&self, c: Control) {
         if self.tx.send(c).is_ok() {
             let _ = self.waker.wake();
@@ -77,10 +87,18 @@ impl Handle {
 
     /// Stops the worker and waits for it.
     pub(crate) fn stop(&mut self) {
+        // A worker still at its gate sees it close and exits.
+        drop(self.gate.take());
         self.send(Control::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -330,7 +348,8 @@ impl Core {
     }
 }
 
-/// Spawns a worker thread running `body` with a fresh poll and a waker.
+/// Spawns a worker thread that runs `body` with a fresh poll and a waker once its
+/// handle's `go` is called.
 pub(crate) fn spawn<F>(name: String, body: F) -> std::io::Result<Handle>
 where
     F: FnOnce(Poll, mpsc::Receiver<Control>, Arc<Shared>) + Send + 'static,
@@ -338,11 +357,14 @@ where
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
+    let (gate, gate_rx) = mpsc::channel::<()>();
     let shared = Arc::new(Shared::default());
     let s2 = shared.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let s3 = s2.clone();
-        body(poll, rx, s2);
+        if gate_rx.recv().is_ok() {
+            body(poll, rx, s2);
+        }
         s3.stopped.store(true, Ordering::Relaxed);
     })?;
     Ok(Handle {
@@ -350,6 +372,7 @@ where
         waker,
         shared,
         thread: Some(thread),
+        gate: Some(gate),
     })
 }
 

@@ -12,4 +12,5 @@ mod harness;
 mod lifecycle;
 mod metrics;
 mod policy;
+mod reconcile;
 mod webrtc_rs;
