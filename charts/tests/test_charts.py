@@ -196,6 +196,30 @@ class OperatorChart(unittest.TestCase):
         self.assertTrue(dp["enableMetricsEndpoint"])
         self.assertIn("--log-format=json", dp["args"])
 
+    def test_cds_over_tls(self):
+        docs = self.r("stunnerGatewayOperator.cds.tls.secretName=cds-tls", "stunnerGatewayOperator.cds.tls.caKey=ca.crt")
+        op = find(docs, "Deployment", "stunner-gateway-operator-controller-manager")
+        c = container(op, "manager")
+        for a in ["--cds-tls-cert=/etc/stunner-cds-tls/tls.crt", "--cds-tls-key=/etc/stunner-cds-tls/tls.key",
+                  "--cds-ca-file=/etc/stunner-cds-tls/ca.crt"]:
+            self.assertIn(a, c["args"])
+        self.assertEqual(c["volumeMounts"], [{"name": "cds-tls", "mountPath": "/etc/stunner-cds-tls", "readOnly": True}])
+        self.assertEqual(op["spec"]["template"]["spec"]["volumes"], [{"name": "cds-tls", "secret": {"secretName": "cds-tls"}}])
+        auth = find(docs, "Deployment", "stunner-auth")
+        a = container(auth)
+        self.assertEqual(a["args"][:2], [f"--cds-server-address=https://stunner-config-discovery.{self.NS}.svc:13478",
+                                         "--cds-ca-file=/etc/stunner-cds-ca/ca.crt"])
+        # The auth service gets the CA, not the key.
+        self.assertEqual(auth["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"], [{"key": "ca.crt", "path": "ca.crt"}])
+        # A self-signed certificate is its own CA.
+        docs = self.r("stunnerGatewayOperator.cds.tls.secretName=cds-tls")
+        self.assertFalse([x for x in container(find(docs, "Deployment", "stunner-gateway-operator-controller-manager"), "manager")["args"] if x.startswith("--cds-ca-file")])
+        self.assertEqual(find(docs, "Deployment", "stunner-auth")["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"], [{"key": "tls.crt", "path": "ca.crt"}])
+        # Off by default: no TLS flags, no volumes.
+        c = container(find(self.r(), "Deployment", "stunner-gateway-operator-controller-manager"), "manager")
+        self.assertFalse([x for x in c["args"] if "tls" in x])
+        self.assertNotIn("volumeMounts", c)
+
     def test_auth_service_can_be_disabled(self):
         docs = self.r("stunnerAuthService.enabled=false")
         self.assertFalse([d for d in docs if d["metadata"]["name"] == "stunner-auth"])

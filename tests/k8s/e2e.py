@@ -484,6 +484,38 @@ def case_dev_channel():
     assert_relays(node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
 
 
+def case_cds_tls():
+    """CDS over TLS, turned on in the chart: a TLS Secret, the operator serves https/wss
+    only, the auth service mounts the CA and gets ready on it, and a Gateway's dataplane
+    (given an https:// origin and the CA in STUNNER_CDS_CA) takes its config over TLS and
+    relays."""
+    import tempfile
+    ensure_ns(SYSTEM_NS)
+    svc = f"stunner-config-discovery.{SYSTEM_NS}.svc"
+    with tempfile.TemporaryDirectory() as d:
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", f"{d}/tls.key", "-out", f"{d}/tls.crt", "-days", "1", "-subj", "/CN=stunner-cds",
+           "-addext", f"subjectAltName=DNS:{svc}", "-addext", "basicConstraints=critical,CA:FALSE")
+        kubectl("-n", SYSTEM_NS, "delete", "secret", "cds-tls", "--ignore-not-found")
+        kubectl("-n", SYSTEM_NS, "create", "secret", "tls", "cds-tls", f"--cert={d}/tls.crt", f"--key={d}/tls.key")
+    try:
+        # --wait: the auth service is ready only once the CDS verified and answered.
+        install_operator("--set", "stunnerGatewayOperator.cds.tls.secretName=cds-tls")
+        args = operator_pod()["spec"]["containers"][0]["args"]
+        assert "--cds-tls-cert=/etc/stunner-cds-tls/tls.crt" in args, args
+        ns = "e2e-cds-tls"
+        managed_gateway(ns, "e2e-cds-tls")
+        p = next(p for p in live_pods(ns) if ready(p))
+        env = {e["name"]: e.get("value", "") for e in p["spec"]["containers"][0].get("env", [])}
+        assert env.get("STUNNER_CONFIG_ORIGIN") == f"https://{svc}:13478", env.get("STUNNER_CONFIG_ORIGIN")
+        assert "BEGIN CERTIFICATE" in env.get("STUNNER_CDS_CA", ""), "no CA rendered into the dataplane"
+        until_routed_to(ns, "udp-gateway", p["status"]["podIP"])
+        assert_relays_from(ns, p, node_port(ns, "udp-gateway", "UDP"), echo_ip(ns))
+        print(f"    dataplane config over {env['STUNNER_CONFIG_ORIGIN']}; auth service ready on the CA")
+    finally:
+        kubectl("-n", SYSTEM_NS, "delete", "secret", "cds-tls", "--ignore-not-found", check=False)
+
+
 def case_legacy():
     """Legacy mode: the operator writes ConfigMaps, the `stunner` chart runs the dataplane,
     twice side by side (stunner-prod, stunner-dev); both relay."""
@@ -557,7 +589,7 @@ spec:
 CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
 
 CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
-         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_legacy,
+         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_cds_tls, case_legacy,
          *operator_host.CASES]
 
 
@@ -600,7 +632,7 @@ def main():
             # leaves a clean cluster for the next case.
             if case not in CHAIN:
                 C.reset()
-        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_upstream_dataplane, case_legacy):
+        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_upstream_dataplane, case_legacy):
             C.reset()
     if os.environ.get("K8S_E2E_KEEP") != "1":
         C.reset()

@@ -22,6 +22,10 @@ struct Args {
     /// port-forwarded, as upstream's authd does.
     #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR")]
     cds_server_address: Option<String>,
+    /// PEM CA bundle that verifies a TLS CDS server (`https://`, `wss://` addresses);
+    /// default: the system's roots.
+    #[arg(long = "cds-ca-file", env = "CDS_CA_FILE")]
+    cds_ca_file: Option<std::path::PathBuf>,
     /// Namespace to look for the CDS in (default: all).
     #[arg(long = "cds-server-namespace", env = "CDS_SERVER_NAMESPACE")]
     cds_server_namespace: Option<String>,
@@ -96,7 +100,8 @@ pub fn main() -> ExitCode {
         // Ready once the CDS has answered: with no Gateway yet it has no config to send,
         // and a freshly installed control plane must still become ready (helm --wait).
         let (up_tx, mut up_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(stunner_cds::client::watch_connected(cds.clone(), None, None, tx, Some(up_tx)));
+        let trust = stunner_cds::client::Trust { ca_file: a.cds_ca_file.clone(), ca_pem: None };
+        tokio::spawn(stunner_cds::client::watch_with(cds.clone(), None, None, tx, Some(up_tx), trust));
         let synced = state.clone();
         tokio::spawn(async move {
             while up_rx.changed().await.is_ok() {

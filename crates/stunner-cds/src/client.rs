@@ -1,16 +1,148 @@
-//! The CDS client: load one config, or watch configs over WebSocket with keepalive and
-//! reconnection. Configs go through [`StunnerConfig::from_str`] (env expansion and
-//! validation) like a config file; invalid ones are logged and skipped.
+//! The CDS client: load one config (HTTP GET, on hyper), or watch configs over WebSocket
+//! (tokio-tungstenite) with keepalive and reconnection. `https://` and `wss://` origins
+//! speak TLS (rustls), verifying the server against the system's roots or a CA bundle
+//! ([`Trust`]); `http://`, `ws://` and bare `host:port` speak plaintext, as upstream's
+//! client does for every origin. Configs go through [`StunnerConfig::from_str`] (env
+//! expansion and validation) like a config file; invalid ones are logged and skipped.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
 use stunner_config::StunnerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{CONFIGS_PATH, Error, split_id};
+
+/// The largest config answer read (a config with thousands of endpoints is ~1 MB).
+const MAX_BODY: usize = 16 << 20;
+
+/// How a TLS CDS server (`https://`, `wss://`) is verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// A PEM bundle of the CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// The same as PEM text (the operator hands it to dataplanes in `STUNNER_CDS_CA`);
+    /// used when `ca_file` is unset. Neither: the system's roots.
+    pub ca_pem: Option<String>,
+}
+
+impl Trust {
+    /// The rustls client config: these roots, certificate and name verified.
+    fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let (what, certs) = match (&self.ca_file, &self.ca_pem) {
+            (Some(f), _) => {
+                let what = format!("CA file {}", f.display());
+                let certs = CertificateDer::pem_file_iter(f)
+                    .map_err(|e| Error::Tls(format!("{what}: {e}")))?
+                    .collect::<Result<Vec<_>, _>>();
+                (what, certs)
+            }
+            (None, Some(pem)) => {
+                let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
+                ("CA bundle".to_string(), certs)
+            }
+            (None, None) => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(Error::Tls(
+                        "no system CA certificates found; give a CA bundle".into(),
+                    ));
+                }
+                (String::new(), Ok(Vec::new()))
+            }
+        };
+        let bad = |e: &dyn std::fmt::Display| Error::Tls(format!("{what}: {e}"));
+        let certs = certs.map_err(|e| bad(&e))?;
+        if roots.is_empty() && certs.is_empty() {
+            return Err(bad(&"no PEM certificate in it"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| bad(&e))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// A byte stream to the server, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where and how to reach a CDS server.
+struct Server {
+    /// `host:port`.
+    hp: String,
+    tls: bool,
+}
+
+impl Server {
+    fn parse(addr: &str) -> Result<Self, Error> {
+        let lower = addr.to_ascii_lowercase();
+        Ok(Self {
+            hp: host_port(addr)?,
+            tls: lower.starts_with("https://") || lower.starts_with("wss://"),
+        })
+    }
+
+    fn transport(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Transport {
+            addr: self.hp.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Connects (TCP, then TLS for a TLS origin), within 5 s.
+    async fn connect(&self, trust: &Trust) -> Result<Box<dyn Io>, Error> {
+        // Before the connection: a bad CA bundle is the user's error, not the network's.
+        let tls = if self.tls {
+            Some(trust.client_config()?)
+        } else {
+            None
+        };
+        let go = async {
+            let tcp = tokio::net::TcpStream::connect(&self.hp)
+                .await
+                .map_err(|e| self.transport(e))?;
+            let _ = tcp.set_nodelay(true);
+            let Some(cfg) = tls else {
+                return Ok(Box::new(tcp) as Box<dyn Io>);
+            };
+            let host = self
+                .hp
+                .rsplit_once(':')
+                .map_or(self.hp.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| self.transport(format_args!("TLS server name {host:?}: {e}")))?;
+            let s = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| self.transport(format_args!("TLS: {e}")))?;
+            Ok(Box::new(s) as Box<dyn Io>)
+        };
+        tokio::time::timeout(Duration::from_secs(5), go)
+            .await
+            .map_err(|_| self.transport("connect timed out"))?
+    }
+
+    fn ws_scheme(&self) -> &'static str {
+        if self.tls { "wss" } else { "ws" }
+    }
+}
 
 /// Keepalive ping period (upstream `PingPeriod`).
 pub const PING_PERIOD: Duration = Duration::from_secs(5);
@@ -75,48 +207,58 @@ fn path(id: Option<&str>, node: Option<&str>, watch: bool) -> Result<String, Err
     Ok(p)
 }
 
-/// Loads the config of `id` once.
+/// Loads the config of `id` once (a TLS origin verified against the system's roots).
 pub async fn load(addr: &str, id: &str, node: Option<&str>) -> Result<StunnerConfig, Error> {
-    let hp = host_port(addr)?;
+    load_with(addr, id, node, &Trust::default()).await
+}
+
+/// [`load`] with the given trust for a TLS origin.
+pub async fn load_with(
+    addr: &str,
+    id: &str,
+    node: Option<&str>,
+    trust: &Trust,
+) -> Result<StunnerConfig, Error> {
+    let server = Server::parse(addr)?;
     let p = path(Some(id), node, false)?;
-    let transport = |e: std::io::Error| Error::Transport {
-        addr: hp.clone(),
-        reason: e.to_string(),
-    };
-    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&hp))
+    let (status, body) = tokio::time::timeout(Duration::from_secs(15), get(&server, &p, trust))
         .await
-        .map_err(|_| Error::Transport {
-            addr: hp.clone(),
-            reason: "connect timed out".into(),
-        })?
-        .map_err(transport)?;
-    let req = format!(
-        "GET {p} HTTP/1.1\r\nHost: {hp}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.map_err(transport)?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .map_err(|_| Error::Transport {
-            addr: hp.clone(),
-            reason: "read timed out".into(),
-        })?
-        .map_err(transport)?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .map_err(|_| server.transport("read timed out"))??;
     if status != 200 {
         return Err(Error::Status {
-            addr: hp,
+            addr: server.hp,
             status,
             body: body.trim().to_string(),
         });
     }
-    Ok(StunnerConfig::from_str(body)?)
+    Ok(StunnerConfig::from_str(&body)?)
+}
+
+/// One HTTP/1.1 GET: status and body (chunked or not, up to [`MAX_BODY`]).
+async fn get(server: &Server, path: &str, trust: &Trust) -> Result<(u16, String), Error> {
+    let io = hyper_util::rt::TokioIo::new(server.connect(trust).await?);
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| server.transport(e))?;
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, &server.hp)
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|e| server.transport(e))?;
+    let resp = tx
+        .send_request(req)
+        .await
+        .map_err(|e| server.transport(e))?;
+    let status = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| server.transport(format_args!("reading the answer: {e}")))?
+        .to_bytes();
+    drop(tx);
+    conn.abort();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Watches `id` (or every config, for `None`) and sends each valid config to `tx`,
@@ -141,6 +283,19 @@ pub async fn watch_connected(
     tx: mpsc::Sender<StunnerConfig>,
     connected: Option<tokio::sync::watch::Sender<bool>>,
 ) {
+    watch_with(addr, id, node, tx, connected, Trust::default()).await
+}
+
+/// [`watch_connected`] with the given trust for a TLS origin. A TLS failure (a server
+/// whose certificate does not verify) is retried like any other, and logged each time.
+pub async fn watch_with(
+    addr: String,
+    id: Option<String>,
+    node: Option<String>,
+    tx: mpsc::Sender<StunnerConfig>,
+    connected: Option<tokio::sync::watch::Sender<bool>>,
+    trust: Trust,
+) {
     let mut retry = RETRY;
     loop {
         let res = watch_once(
@@ -149,6 +304,7 @@ pub async fn watch_connected(
             node.as_deref(),
             &tx,
             connected.as_ref(),
+            &trust,
         )
         .await;
         if let Some(c) = &connected {
@@ -175,19 +331,19 @@ async fn watch_once(
     node: Option<&str>,
     tx: &mpsc::Sender<StunnerConfig>,
     connected: Option<&tokio::sync::watch::Sender<bool>>,
+    trust: &Trust,
 ) -> Result<(), Error> {
-    let hp = host_port(addr)?;
-    let url = format!("ws://{hp}{}", path(id, node, true)?);
-    let transport = |e: &dyn std::fmt::Display| Error::Transport {
-        addr: hp.clone(),
-        reason: e.to_string(),
-    };
+    let server = Server::parse(addr)?;
+    let hp = server.hp.clone();
+    let url = format!("{}://{hp}{}", server.ws_scheme(), path(id, node, true)?);
+    let transport = |e: &dyn std::fmt::Display| server.transport(e);
+    let io = server.connect(trust).await?;
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio_tungstenite::connect_async(url.as_str()),
+        tokio_tungstenite::client_async(url.as_str(), io),
     )
     .await
-    .map_err(|_| transport(&"connect timed out"))?
+    .map_err(|_| transport(&"WebSocket handshake timed out"))?
     .map_err(|e| transport(&e))?;
     tracing::info!(target: "cds-client", server = %hp, "watching configs");
     if let Some(c) = connected {

@@ -28,6 +28,9 @@ pub enum Error {
         /// The body.
         body: String,
     },
+    /// TLS to the server cannot be set up (a bad CA bundle).
+    #[error("CDS TLS: {0}")]
+    Tls(String),
     /// A config from the server is invalid.
     #[error("invalid config from the CDS server: {0}")]
     Config(#[from] stunner_config::Errors),

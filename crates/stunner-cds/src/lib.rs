@@ -11,11 +11,13 @@
 //!   for the patcher; none is installed by default);
 //! - `GET /api/v1/license`: the license status (always the free tier here).
 //!
-//! [`server`] holds the store and the axum router; [`client`] loads and watches.
+//! [`server`] holds the store and the axum router, [`tls`] serves it over TLS;
+//! [`client`] loads and watches (plaintext or TLS).
 
 pub mod client;
 mod error;
 pub mod server;
+pub mod tls;
 
 pub use error::Error;
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,17 @@ struct RunFlags {
     /// CDS listen address.
     #[arg(long, default_value = ":13478")]
     config_discovery_address: String,
+    #[command(flatten)]
+    cds_tls: CdsTls,
+    /// With `--cds-tls-cert`: the PEM CA bundle dataplanes verify the CDS with (rendered
+    /// into their `STUNNER_CDS_CA`); default the serving certificate itself (a
+    /// self-signed one). A cert-manager Secret's `ca.crt`.
+    #[arg(
+        long,
+        env = "STUNNER_GATEWAY_OPERATOR_CDS_CA_FILE",
+        requires = "cds_tls_cert"
+    )]
+    cds_ca_file: Option<PathBuf>,
     /// The CDS address handed to stunnerd pods; default the CDS Service
     /// `stunner-config-discovery.<namespace>.svc:13478`, so a leader change does not
     /// roll every dataplane (upstream hands out the operator's pod IP).
@@ -101,6 +113,35 @@ struct RenderFlags {
     label_filter: Option<Vec<String>>,
 }
 
+/// TLS for the CDS server (ours; upstream serves CDS in plaintext only).
+#[derive(Debug, clap::Args)]
+struct CdsTls {
+    /// PEM certificate chain: serve CDS over TLS (`https://`, `wss://`). With
+    /// `--cds-tls-key`; a Kubernetes TLS Secret's `tls.crt`.
+    #[arg(
+        long,
+        env = "STUNNER_GATEWAY_OPERATOR_CDS_TLS_CERT",
+        requires = "cds_tls_key"
+    )]
+    cds_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--cds-tls-cert` (a TLS Secret's `tls.key`).
+    #[arg(
+        long,
+        env = "STUNNER_GATEWAY_OPERATOR_CDS_TLS_KEY",
+        requires = "cds_tls_cert"
+    )]
+    cds_tls_key: Option<PathBuf>,
+}
+
+impl CdsTls {
+    fn config(&self) -> Result<Option<Arc<stunner_cds::tls::ServerConfig>>, stunner_cds::Error> {
+        match (&self.cds_tls_cert, &self.cds_tls_key) {
+            (Some(c), Some(k)) => stunner_cds::tls::server_config(c, k).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Manifest inputs of `render` and `standalone`.
 #[derive(Debug, clap::Args)]
 struct Files {
@@ -134,6 +175,8 @@ enum Command {
         /// CDS listen address.
         #[arg(long, default_value = ":13478")]
         config_discovery_address: String,
+        #[command(flatten)]
+        tls: CdsTls,
         /// How often the manifest files are checked for changes.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         poll_interval: Duration,
@@ -252,9 +295,14 @@ pub fn main() -> ExitCode {
             flags,
             files,
             config_discovery_address,
+            tls,
             poll_interval,
         } => {
             let addr = listen_addr(&config_discovery_address);
+            let tls = match tls.config() {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
             let opts = match flags.options(&addr) {
                 Ok(o) => o,
                 Err(e) => return fail(e),
@@ -272,8 +320,8 @@ pub fn main() -> ExitCode {
                     Ok(l) => l,
                     Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
                 };
-                tracing::info!(target: "operator", %addr, "standalone: serving CDS");
-                match crate::standalone::run(files.files, opts, listener, poll_interval).await {
+                tracing::info!(target: "operator", %addr, tls = tls.is_some(), "standalone: serving CDS");
+                match crate::standalone::run(files.files, opts, listener, tls, poll_interval).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 }
@@ -290,16 +338,29 @@ fn run_kubernetes(f: RunFlags) -> ExitCode {
             stunner_gateway::names::CDS_PORT
         )
     });
-    let render = match f.common.options(&cds_service) {
+    let mut render = match f.common.options(&cds_service) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    if let Some(cert) = &f.cds_tls.cds_tls_cert {
+        let ca = f.cds_ca_file.as_ref().unwrap_or(cert);
+        match std::fs::read_to_string(ca) {
+            Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => render.cds_ca = Some(pem),
+            Ok(_) => return fail(format!("{}: no PEM certificate in it", ca.display())),
+            Err(e) => return fail(format!("{}: {e}", ca.display())),
+        }
+    }
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("stunner-gateway-operator-{}", std::process::id()));
+    let cds_tls = match f.cds_tls.config() {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let cfg = crate::k8s::RunConfig {
         render,
         cds_listen: f.config_discovery_address,
+        cds_tls,
         health_listen: f.health_probe_bind_address,
         metrics_listen: f.metrics_bind_address,
         throttle: f.throttle_timeout,

@@ -80,12 +80,13 @@ fn report(d: &Desired) {
     }
 }
 
-/// Serves CDS on `listener` and re-renders `paths` every `poll` when they change. The
+/// Serves CDS on `listener` (over TLS with `tls`) and re-renders `paths` every `poll` when they change. The
 /// first load must succeed; later errors are logged and the last good configs stay.
 pub async fn run(
     paths: Vec<PathBuf>,
     mut opts: RenderOptions,
     listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<stunner_cds::tls::ServerConfig>>,
     poll: Duration,
 ) -> Result<(), Error> {
     let store = ConfigStore::new();
@@ -97,7 +98,7 @@ pub async fn run(
     tracing::info!(target: "operator", configs = d.configs.len(), "rendered");
     store.update_all(d.configs);
     let app = router(store.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(stunner_cds::tls::serve(listener, app, tls));
     let mut tick = tokio::time::interval(poll);
     loop {
         tick.tick().await;

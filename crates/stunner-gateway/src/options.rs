@@ -40,6 +40,10 @@ pub struct RenderOptions {
     /// The CDS address handed to stunnerd pods (`STUNNER_CONFIG_ORIGIN`): the CDS
     /// Service, so a leader change does not roll every dataplane.
     pub cds_address: String,
+    /// When the CDS serves TLS: the PEM CA bundle that verifies it. Dataplanes then get
+    /// an `https://` origin and the bundle in `STUNNER_CDS_CA` (a CA certificate is
+    /// public; a Secret in another namespace could not be mounted).
+    pub cds_ca: Option<String>,
     /// Gateway labels not copied to Deployments.
     pub label_filter: Vec<String>,
     /// Time stamped on status conditions that change.
@@ -56,6 +60,7 @@ impl Default for RenderOptions {
                 "stunner-config-discovery.stunner-system.svc:{}",
                 names::CDS_PORT
             ),
+            cds_ca: None,
             label_filter: names::DEFAULT_LABEL_FILTER
                 .iter()
                 .map(|s| s.to_string())
@@ -66,10 +71,14 @@ impl Default for RenderOptions {
 }
 
 impl RenderOptions {
-    /// The `STUNNER_CONFIG_ORIGIN` URL: `http://host:port`, IPv6 bracketed, default port.
+    /// The `STUNNER_CONFIG_ORIGIN` URL: `http://host:port` (`https://` with a CDS CA),
+    /// IPv6 bracketed, default port.
     pub fn cds_origin(&self) -> String {
         let a = self.cds_address.trim();
-        let a = a.strip_prefix("http://").unwrap_or(a);
+        let a = ["http://", "https://"]
+            .iter()
+            .find_map(|p| a.strip_prefix(p))
+            .unwrap_or(a);
         let (host, port) = split_host_port(a);
         let host = if host.is_empty() { "127.0.0.1" } else { host };
         let host = if host.contains(':') && !host.starts_with('[') {
@@ -77,7 +86,12 @@ impl RenderOptions {
         } else {
             host.to_string()
         };
-        format!("http://{host}:{}", port.unwrap_or(names::CDS_PORT))
+        let scheme = if self.cds_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}:{}", port.unwrap_or(names::CDS_PORT))
     }
 }
 
@@ -112,6 +126,13 @@ mod tests {
         assert_eq!(o(":1234"), "http://127.0.0.1:1234");
         assert_eq!(o("[::1]:9"), "http://[::1]:9");
         assert_eq!(o("fd00::1"), "http://[fd00::1]:13478");
+        assert_eq!(o("https://svc:1"), "http://svc:1");
+        let tls = RenderOptions {
+            cds_address: "svc.ns.svc:13478".into(),
+            cds_ca: Some("PEM".into()),
+            ..Default::default()
+        };
+        assert_eq!(tls.cds_origin(), "https://svc.ns.svc:13478");
     }
 
     #[test]

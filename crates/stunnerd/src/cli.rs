@@ -6,11 +6,22 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "stunnerd", version, about, long_about = None)]
 pub struct Args {
-    /// Config origin: `file://<path>`, a CDS server (`http://`, `ws://`, `host:port`).
+    /// Config origin: `file://<path>`, a CDS server (`http://`, `ws://`, `host:port`, or
+    /// `https://`, `wss://` for TLS, verified against `--cds-ca-file`).
     /// A bare path (`/etc/stunnerd.conf`) is read as a file; upstream would take it for
     /// a CDS address. Default: $STUNNER_CONFIG_ORIGIN, else `:13478`.
     #[arg(short = 'c', long = "config", env = "STUNNER_CONFIG_ORIGIN")]
     pub config: Option<String>,
+
+    /// PEM CA bundle that verifies a TLS CDS server (`https://`, `wss://` origins);
+    /// default: the system's roots.
+    #[arg(long = "cds-ca-file", env = "STUNNER_CDS_CA_FILE")]
+    pub cds_ca_file: Option<std::path::PathBuf>,
+
+    /// The same CA bundle as PEM text, used when `--cds-ca-file` is unset (the operator
+    /// renders it into dataplane pods when its CDS serves TLS).
+    #[arg(long = "cds-ca", env = "STUNNER_CDS_CA", hide_env_values = true)]
+    pub cds_ca: Option<String>,
 
     /// Watch the origin and apply every change (starts on an empty config).
     #[arg(short = 'w', long)]
@@ -59,6 +70,14 @@ pub struct Args {
 }
 
 impl Args {
+    /// How a TLS CDS server is verified.
+    pub fn cds_trust(&self) -> stunner_cds::client::Trust {
+        stunner_cds::client::Trust {
+            ca_file: self.cds_ca_file.clone(),
+            ca_pem: self.cds_ca.clone().filter(|p| !p.trim().is_empty()),
+        }
+    }
+
     /// The instance id.
     pub fn instance_id(&self) -> String {
         if let Some(id) = &self.id {

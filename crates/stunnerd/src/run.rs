@@ -18,6 +18,7 @@ use crate::daemon::Daemon;
 use crate::logging::{self, LogHandle};
 use crate::source::{self, Origin};
 use crate::{Error, plan};
+use stunner_cds::client::Trust;
 
 /// How often a watched file is read.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -53,9 +54,9 @@ fn initial(args: &Args) -> Result<(Option<StunnerConfig>, Option<Origin>), Error
 }
 
 /// Loads a config once from a CDS server.
-async fn load_cds(url: &str, id: &str) -> Result<StunnerConfig, Error> {
+async fn load_cds(url: &str, id: &str, trust: &Trust) -> Result<StunnerConfig, Error> {
     let node = std::env::var(defaults::ENV_NODENAME).ok();
-    stunner_cds::client::load(url, id, node.as_deref())
+    stunner_cds::client::load_with(url, id, node.as_deref(), trust)
         .await
         .map_err(|e| Error::Origin(url.to_string(), e.to_string()))
 }
@@ -115,7 +116,7 @@ pub async fn run(args: Args) -> ExitCode {
     if let Some(Origin::Cds(url)) = &origin
         && (!args.watch || args.dry_run)
     {
-        match load_cds(url, &id).await {
+        match load_cds(url, &id, &args.cds_trust()).await {
             Ok(c) => first = Some(c),
             Err(e) => {
                 eprintln!("stunnerd: {e}");
@@ -169,11 +170,13 @@ pub async fn run(args: Args) -> ExitCode {
                 let node = std::env::var(defaults::ENV_NODENAME)
                     .ok()
                     .filter(|n| !n.is_empty());
-                tokio::spawn(stunner_cds::client::watch(
+                tokio::spawn(stunner_cds::client::watch_with(
                     url,
                     Some(id.clone()),
                     node,
                     tx.clone(),
+                    None,
+                    args.cds_trust(),
                 ));
                 watching = true;
             }

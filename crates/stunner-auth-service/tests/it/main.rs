@@ -144,3 +144,90 @@ async fn served_api_matches_the_openapi_document() {
     state.apply(StunnerConfig::zero("ns/gw"));
     assert_eq!(get(port, "/?service=turn", Some("t0k")).await.0, 500);
 }
+
+/// The service follows a TLS CDS (`--cds-ca-file`) and hands out its credentials; with a
+/// CA that does not verify the server it stays not ready and says why, once per retry.
+#[tokio::test]
+async fn follows_a_tls_cds_and_refuses_one_it_cannot_verify() {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("auth-cds-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = |tag: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let (c, k) = (
+            dir.join(format!("{tag}.crt")),
+            dir.join(format!("{tag}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).unwrap();
+        std::fs::write(&k, ck.signing_key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    let (crt, key) = pem("cds");
+    let (other, _) = pem("other");
+    let store = stunner_cds::server::ConfigStore::new();
+    store.upsert(
+        StunnerConfig::from_str_with_env(
+            "version: v1\nadmin: {name: ns/gw}\nauth: {type: static, credentials: {username: u, password: over-tls}}\nlisteners: [{name: ns/gw/udp, address: 10.0.0.1, port: 3478}]",
+            &|_: &str| None,
+        )
+        .unwrap(),
+    );
+    let tls = stunner_cds::tls::server_config(&crt, &key).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cds = l.local_addr().unwrap();
+    tokio::spawn(stunner_cds::tls::serve(
+        l,
+        stunner_cds::server::router(store),
+        Some(tls),
+    ));
+    for (ca, good) in [(&crt, true), (&other, false)] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = dir.join(format!("stderr-{good}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stunner-auth-service"))
+            .args([
+                "--address",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--cds-server-address",
+                &format!("https://{cds}"),
+                "--cds-ca-file",
+                ca.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        // The good case waits for ready; the bad one gives it the first connection and a
+        // retry (1 s), then looks.
+        let within = std::time::Duration::from_secs(if good { 10 } else { 3 });
+        let deadline = std::time::Instant::now() + within;
+        let mut ready = false;
+        while std::time::Instant::now() < deadline && !ready {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            ready = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+                && get(port, "/readyz", None).await.0 == 200;
+        }
+        let log = std::fs::read_to_string(&err).unwrap();
+        if good {
+            assert!(ready, "not ready on the TLS CDS: {log}");
+            let (code, body) = get(port, "/?service=turn", None).await;
+            assert_eq!(code, 200, "{body}");
+            assert!(body.contains("over-tls"), "{body}");
+        } else {
+            assert!(!ready, "ready on a CDS it cannot verify");
+            assert!(
+                log.contains("invalid peer certificate") && log.contains(&cds.to_string()),
+                "{log}"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

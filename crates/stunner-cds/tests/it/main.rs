@@ -137,3 +137,148 @@ async fn watch_reconnects_when_the_server_returns() {
     let (_a2, _t2) = serve(store.clone(), &addr.to_string()).await;
     assert_eq!(next(&mut rx).await.auth.password(), Some("two"));
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
+fn cert(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (c, k) = (
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&c, ck.cert.pem()).unwrap();
+    std::fs::write(&k, ck.signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cds-it-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn serve_tls(
+    store: ConfigStore,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> SocketAddr {
+    let tls = stunner_cds::tls::server_config(cert, key).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(stunner_cds::tls::serve(l, router(store), Some(tls)));
+    a
+}
+
+#[tokio::test]
+async fn load_and_watch_over_tls_with_the_servers_ca() {
+    let dir = tempdir("tls");
+    let (crt, key) = cert(&dir, "server");
+    let store = ConfigStore::new();
+    store.upsert(config("ns1/gw1", "p1"));
+    let addr = serve_tls(store.clone(), &crt, &key).await;
+    let trust = client::Trust {
+        ca_file: Some(crt.clone()),
+        ca_pem: None,
+    };
+    let c = client::load_with(&format!("https://{addr}"), "ns1/gw1", None, &trust)
+        .await
+        .unwrap();
+    assert_eq!(c.auth.password(), Some("p1"));
+    // The CA as PEM text (what the operator renders into STUNNER_CDS_CA) does the same.
+    let text = client::Trust {
+        ca_file: None,
+        ca_pem: Some(std::fs::read_to_string(&crt).unwrap()),
+    };
+    let c = client::load_with(&format!("https://{addr}"), "ns1/gw1", None, &text)
+        .await
+        .unwrap();
+    assert_eq!(c.auth.password(), Some("p1"));
+    let (tx, mut rx) = mpsc::channel(4);
+    tokio::spawn(client::watch_with(
+        format!("wss://{addr}"),
+        Some("ns1/gw1".into()),
+        None,
+        tx,
+        None,
+        trust,
+    ));
+    assert_eq!(next(&mut rx).await.auth.password(), Some("p1"));
+    store.upsert(config("ns1/gw1", "p2"));
+    assert_eq!(next(&mut rx).await.auth.password(), Some("p2"));
+    // Plaintext to a TLS server gets no config.
+    assert!(
+        client::load(&format!("http://{addr}"), "ns1/gw1", None)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_server_whose_certificate_does_not_verify_is_refused_in_one_line() {
+    let dir = tempdir("wrong-ca");
+    let (crt, key) = cert(&dir, "server");
+    let (other, _) = cert(&dir, "other");
+    let store = ConfigStore::new();
+    store.upsert(config("ns1/gw1", "p1"));
+    let addr = serve_tls(store, &crt, &key).await;
+    let wrong = client::Trust {
+        ca_file: Some(other),
+        ca_pem: None,
+    };
+    let e = client::load_with(&format!("https://{addr}"), "ns1/gw1", None, &wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&addr.to_string()) && e.contains("TLS") && e.contains("certificate"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    // The system's roots do not know a self-signed certificate either.
+    let e = client::load(&format!("https://{addr}"), "ns1/gw1", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate") || e.contains("CA"), "{e}");
+    // A CA file that is not one names the file.
+    let bad = dir.join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let e = client::load_with(
+        &format!("https://{addr}"),
+        "ns1/gw1",
+        None,
+        &client::Trust {
+            ca_file: Some(bad),
+            ca_pem: None,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bad.pem"), "{e}");
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::to_string(&config("ns1/gw1", "chunky")).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut req = [0u8; 1024];
+        let _ = s.read(&mut req).await.unwrap();
+        let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for part in body.as_bytes().chunks(7) {
+            out.extend(format!("{:x}\r\n", part.len()).as_bytes());
+            out.extend(part);
+            out.extend(b"\r\n");
+        }
+        out.extend(b"0\r\n\r\n");
+        s.write_all(&out).await.unwrap();
+    });
+    let c = client::load(&format!("http://{addr}"), "ns1/gw1", None)
+        .await
+        .unwrap();
+    assert_eq!(c.auth.password(), Some("chunky"));
+}

@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub render: RenderOptions,
     /// CDS listen address.
     pub cds_listen: String,
+    /// Serve CDS over TLS with this config.
+    pub cds_tls: Option<Arc<stunner_cds::tls::ServerConfig>>,
     /// `/healthz` and `/readyz` listen address.
     pub health_listen: String,
     /// `/metrics` listen address (`0` disables).
@@ -91,7 +93,12 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let cds = bind(&cfg.cds_listen).await?;
-    serve(cds, router(store.clone()));
+    let (app, tls) = (router(store.clone()), cfg.cds_tls.clone());
+    tokio::spawn(async move {
+        if let Err(e) = stunner_cds::tls::serve(cds, app, tls).await {
+            tracing::error!(target: "operator", error = %e, "CDS server stopped");
+        }
+    });
     let health = bind(&cfg.health_listen).await?;
     let r = ready.clone();
     serve(

@@ -105,3 +105,52 @@ fn standalone_operator_feeds_stunnerd_and_follows_file_edits() {
     );
     assert!(second.bind_and_echo(0x4001, peer));
 }
+
+#[test]
+fn standalone_operator_serves_cds_over_tls() {
+    let dir = tempdir("standalone-tls");
+    let (turn_port, cds_port) = (free_port(), free_port());
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&crt, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let manifests_dir = dir.join("manifests");
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    let dataplane = "\n---\napiVersion: stunner.l7mp.io/v1\nkind: Dataplane\nmetadata: {name: default}\nspec: {disableHealthCheck: true}\n";
+    std::fs::write(
+        manifests_dir.join("gateway.yaml"),
+        manifests(turn_port, "pass-tls") + dataplane,
+    )
+    .unwrap();
+    let cds = format!("127.0.0.1:{cds_port}");
+    let _op = Operator(
+        Command::new(env!("CARGO_BIN_EXE_stunner-gateway-operator"))
+            .args(["standalone", "-f", manifests_dir.to_str().unwrap()])
+            .args(["--config-discovery-address", &cds])
+            .args(["--cds-tls-cert", crt.to_str().unwrap()])
+            .args(["--cds-tls-key", key.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    stunnerd(&[
+        "-c",
+        &format!("wss://{cds}"),
+        "--cds-ca-file",
+        crt.to_str().unwrap(),
+        "-i",
+        "stunner/udp-gateway",
+        "-w",
+        "-l",
+        "all:WARN",
+    ]);
+    let echo = EchoPeer::start();
+    let mut c = TurnClient::new(turn_port, "user-1", "pass-tls");
+    let r = c.allocate(Duration::from_secs(20));
+    assert!(matches!(r, Received::Allocated { .. }), "allocate: {r:?}");
+    assert!(
+        c.bind_and_echo(0x4000, echo.addr),
+        "no echo through the relay"
+    );
+}

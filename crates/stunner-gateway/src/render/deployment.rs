@@ -91,6 +91,9 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
         env_field("STUNNER_NODENAME", "spec.nodeName"),
         env("STUNNER_CONFIG_ORIGIN", &opts.cds_origin()),
     ];
+    if let Some(ca) = &opts.cds_ca {
+        envs.push(env("STUNNER_CDS_CA", ca));
+    }
     envs.extend(spec.env.clone().unwrap_or_default());
 
     let health = spec.disable_health_check != Some(true);

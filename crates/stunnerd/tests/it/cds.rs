@@ -143,3 +143,102 @@ fn one_shot_load_from_cds() {
     assert!(err.contains("Config not found for ID ns/nope"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A self-signed certificate for 127.0.0.1 as PEM files in `dir`: (cert, key).
+fn pem_cert(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (c, k) = (
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&c, ck.cert.pem()).unwrap();
+    std::fs::write(&k, ck.signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[test]
+fn follows_a_tls_cds_server_and_refuses_one_it_cannot_verify() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = stunner_test_support::tempdir("cds-tls");
+    let (crt, key) = pem_cert(&dir, "cds");
+    let (other, _) = pem_cert(&dir, "other");
+    let store = ConfigStore::new();
+    let (port, health) = (free_port(), free_port());
+    store.upsert(gw_config(port, health, "over-tls"));
+    let tls = stunner_cds::tls::server_config(&crt, &key).unwrap();
+    let cds = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(stunner_cds::tls::serve(l, router(store.clone()), Some(tls)));
+        a
+    });
+    // Watching over wss:// (an https:// origin), verified against the CDS's CA.
+    let (mut child, tmp, log) = start_raw(
+        "cds-tls",
+        &[
+            "-w",
+            "-c",
+            &format!("https://{cds}"),
+            "-i",
+            "ns/gw",
+            "--cds-ca-file",
+            crt.to_str().unwrap(),
+        ],
+    );
+    wait_for("ready on the config from the TLS CDS", &log, || {
+        http_get(health, "/ready").map(|r| r.0) == Some(200)
+    });
+    let mut c = TurnClient::new(port, "user", "over-tls");
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    // An update arrives over the same TLS watch.
+    store.upsert(gw_config(port, health, "rotated"));
+    c.client.set_credentials("user", "rotated");
+    wait_for("the update over TLS", &log, || {
+        c.request(Request::Refresh { lifetime: 600 }) == Received::Refreshed { lifetime: 600 }
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // One-shot loads: the right CA works; a wrong one, or none (the system's roots do not
+    // know a self-signed certificate), fails in one line naming the server.
+    let load = |ca: Option<&std::path::Path>| {
+        let mut args = vec![
+            "-d".to_string(),
+            "-c".into(),
+            format!("https://{cds}"),
+            "-i".into(),
+            "ns/gw".into(),
+        ];
+        if let Some(ca) = ca {
+            args.extend(["--cds-ca-file".into(), ca.display().to_string()]);
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_stunnerd"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let ok = load(Some(&crt));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for ca in [Some(other.as_path()), None] {
+        let out = load(ca);
+        assert_eq!(out.status.code(), Some(1), "{ca:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{ca:?}: {err}");
+        assert!(
+            err.contains(&cds.to_string()) && err.contains("certificate"),
+            "{ca:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(tmp);
+    let _ = std::fs::remove_dir_all(dir);
+}
