@@ -81,6 +81,11 @@ pub struct Snapshot {
 ///
 /// Not OpenMetrics: upstream exposes both a gauge `stunner_listener_connections` and a
 /// counter `stunner_listener_connections_total`, which collide as OpenMetrics families.
+/// That is also why this is not `prometheus-client` (0.24): it writes OpenMetrics only,
+/// so those two become two families of one name, `# TYPE stunner_listener_connections`
+/// gauge and counter, and the reference OpenMetrics parser (Python `prometheus_client`)
+/// rejects the scrape ("Received metadata after samples"). This output passes
+/// `promtool check metrics`.
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -20,8 +20,8 @@ use crate::source::{self, Origin};
 use crate::{Error, plan};
 use stunner_cds::client::Trust;
 
-/// How often a watched file is read.
-const FILE_POLL: Duration = Duration::from_secs(1);
+/// A watched config file is re-read this often even without a change event.
+const FILE_FALLBACK: Duration = Duration::from_secs(10);
 /// How often STRICT_DNS names are re-resolved (upstream: 5 s).
 const DNS_PERIOD: Duration = Duration::from_secs(5);
 
@@ -163,7 +163,7 @@ pub async fn run(args: Args) -> ExitCode {
     if args.watch && args.uri.is_none() {
         match origin {
             Some(Origin::File(p)) => {
-                source::watch_file(p, FILE_POLL, tx.clone());
+                source::watch_file(p, FILE_FALLBACK, tx.clone());
                 watching = true;
             }
             Some(Origin::Cds(url)) => {

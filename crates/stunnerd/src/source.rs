@@ -62,14 +62,20 @@ pub fn load_file(path: &Path) -> Result<StunnerConfig, Error> {
     Ok(StunnerConfig::from_str(&text)?)
 }
 
-/// Watches a file: sends its config now and after every change of its content. The
-/// file is polled every `period`, which also follows the atomic symlink swap Kubernetes
-/// uses for mounted ConfigMaps. An empty, missing or invalid file is logged and skipped:
-/// the running config stays.
-pub fn watch_file(path: PathBuf, period: Duration, tx: mpsc::Sender<StunnerConfig>) {
+/// Watches a file: sends its config now and after every change of its content. Changes
+/// are noticed through `notify` (inotify here) on the file's directory, and on the
+/// directory of the file a symlink points to, so an atomic rename over the file and the
+/// `..data` symlink swap of a mounted ConfigMap are both seen at once; the file is also
+/// re-read every `fallback`, for what events cannot tell (a watch that could not start, a
+/// directory replaced). An empty, missing or invalid file is logged and skipped: the
+/// running config stays.
+pub fn watch_file(path: PathBuf, fallback: Duration, tx: mpsc::Sender<StunnerConfig>) {
     std::thread::Builder::new()
         .name("config-file".into())
         .spawn(move || {
+            let (ev_tx, ev_rx) = std::sync::mpsc::channel::<()>();
+            // Kept for the life of the thread; dropping it ends the watch.
+            let _watcher = watch_dirs(&path, ev_tx);
             let mut last: Option<String> = None;
             let mut warned = false;
             loop {
@@ -99,11 +105,63 @@ pub fn watch_file(path: PathBuf, period: Duration, tx: mpsc::Sender<StunnerConfi
                 if tx.is_closed() {
                     return;
                 }
-                std::thread::sleep(period);
+                match ev_rx.recv_timeout(fallback) {
+                    // A burst of events (a write in pieces, a swap in three steps) is
+                    // read once, after it settles.
+                    Ok(()) => {
+                        std::thread::sleep(SETTLE);
+                        while ev_rx.try_recv().is_ok() {}
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // No watcher (it could not start): poll.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(fallback);
+                    }
+                }
             }
         })
         .map(|_| ())
         .unwrap_or_else(|e| tracing::error!(target: "config-file-client", error = %e, "cannot start watcher"));
+}
+
+/// How long a burst of file events is let settle before the file is read.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// A watcher on the directory of `path` and, when `path` is a symlink, on the directory
+/// of its target; each event pings `ev`. `None` (logged) when no watch could be set up.
+fn watch_dirs(path: &Path, ev: std::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut w = match notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = ev.send(());
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(target: "config-file-client", file = %path.display(), error = %e,
+                "cannot watch for changes; re-reading on the fallback period only");
+            return None;
+        }
+    };
+    let mut dirs = Vec::new();
+    let parent = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    dirs.push(parent(path));
+    if let Ok(target) = std::fs::canonicalize(path) {
+        let d = parent(&target);
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    let mut watching = false;
+    for d in &dirs {
+        match w.watch(d, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => watching = true,
+            Err(e) => tracing::warn!(target: "config-file-client", dir = %d.display(), error = %e,
+                "cannot watch for changes"),
+        }
+    }
+    watching.then_some(w)
 }
 
 #[cfg(test)]

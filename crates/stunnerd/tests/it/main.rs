@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod cds;
 mod coturn;
+mod file_watch;
 mod gso;
 mod harness;
 mod lifecycle;
