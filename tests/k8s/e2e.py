@@ -516,6 +516,60 @@ def case_cds_tls():
         kubectl("-n", SYSTEM_NS, "delete", "secret", "cds-tls", "--ignore-not-found", check=False)
 
 
+def case_prometheus():
+    """A real Prometheus (Debian's package) scrapes the operator pod and a Gateway's stunnerd
+    pod (Dataplane enableMetricsEndpoint, from the chart): both targets up, both metric
+    sets queryable, and `promtool check metrics` clean for both expositions."""
+    import shutil
+    import tempfile
+    import urllib.parse
+    import urllib.request
+    if not shutil.which("prometheus") or not shutil.which("promtool"):
+        raise Skip("no prometheus/promtool (Debian package prometheus; scripts/deps installs it)")
+    install_operator("--set", "stunnerGatewayOperator.dataplane.spec.enableMetricsEndpoint=true")
+    ns = "e2e-prometheus"
+    managed_gateway(ns, "e2e-prometheus")
+    op_ip = operator_pod()["status"]["podIP"]
+    dp = next(p for p in live_pods(ns) if ready(p))
+    dp_ip = dp["status"]["podIP"]
+    targets = {"operator": f"{op_ip}:8080", "stunnerd": f"{dp_ip}:8080"}
+    for job, t in targets.items():
+        text = until(f"{job} metrics on {t}", lambda: (lambda r: r.status == 200 and r.read().decode())(
+            urllib.request.urlopen(f"http://{t}/metrics", timeout=2)), timeout=60)
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), \
+            f"promtool check metrics on {job}: {lint.stdout}{lint.stderr}"
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        with open(f"{d}/prometheus.yml", "w") as f:
+            f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" + "".join(
+                f"  - job_name: {job}\n    static_configs: [{{targets: ['{t}']}}]\n" for job, t in targets.items()))
+        log = open(f"{d}/prometheus.log", "w")
+        prom = subprocess.Popen(["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+        try:
+            def query(q):
+                url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(q)}"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return json.loads(r.read())["data"]["result"]
+
+            def both_up():
+                up = {r["metric"]["job"]: r["value"][1] for r in query("up")}
+                return up == {"operator": "1", "stunnerd": "1"} and up
+            until("Prometheus to scrape both targets", both_up, timeout=60)
+            for q in ["stunner_allocations_active", 'stunner_listener_packets_total{direction="rx"}',
+                      "stunner_gateway_operator_render_total"]:
+                assert until(f"{q} in Prometheus", lambda: query(q), timeout=30), q
+            print(f"    Prometheus scraped operator {targets['operator']} and stunnerd {targets['stunnerd']}; promtool clean")
+        finally:
+            prom.terminate()
+            try:
+                prom.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+            log.close()
+
+
 def case_legacy():
     """Legacy mode: the operator writes ConfigMaps, the `stunner` chart runs the dataplane,
     twice side by side (stunner-prod, stunner-dev); both relay."""
@@ -589,7 +643,7 @@ spec:
 CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_scale_down, case_two_replicas}
 
 CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
-         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_cds_tls, case_legacy,
+         case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_legacy,
          *operator_host.CASES]
 
 
@@ -632,7 +686,7 @@ def main():
             # leaves a clean cluster for the next case.
             if case not in CHAIN:
                 C.reset()
-        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_upstream_dataplane, case_legacy):
+        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_upstream_dataplane, case_legacy):
             C.reset()
     if os.environ.get("K8S_E2E_KEEP") != "1":
         C.reset()
