@@ -6,7 +6,9 @@ schemas. Run by scripts/test-charts; UPDATE_GOLDEN=1 rewrites the golden files."
 
 import copy
 import glob
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -219,6 +221,44 @@ class OperatorChart(unittest.TestCase):
         c = container(find(self.r(), "Deployment", "stunner-gateway-operator-controller-manager"), "manager")
         self.assertFalse([x for x in c["args"] if "tls" in x])
         self.assertNotIn("volumeMounts", c)
+
+    def test_monitoring_is_off_by_default_and_renders_when_on(self):
+        self.assertFalse([d for d in self.r() if d["kind"] == "PodMonitor" or d["metadata"]["name"] == "stunner-grafana-dashboard"])
+        docs = self.r("monitoring.podMonitor.enabled=true", "monitoring.podMonitor.labels.release=kps",
+                      "monitoring.grafanaDashboard.enabled=true", "monitoring.grafanaDashboard.namespace=monitoring")
+        op_mon = find(docs, "PodMonitor", "stunner-gateway-operator")
+        dp_mon = find(docs, "PodMonitor", "stunner-dataplanes")
+        for m in (op_mon, dp_mon):
+            self.assertEqual(m["apiVersion"], "monitoring.coreos.com/v1")
+            self.assertEqual(m["metadata"]["labels"]["release"], "kps")
+            self.assertEqual(m["spec"]["podMetricsEndpoints"][0]["path"], "/metrics")
+        # The monitors select the pods and name the ports those pods declare.
+        op = find(docs, "Deployment", "stunner-gateway-operator-controller-manager")
+        labels = op["spec"]["template"]["metadata"]["labels"]
+        self.assertTrue(all(labels.get(k) == v for k, v in op_mon["spec"]["selector"]["matchLabels"].items()))
+        self.assertIn(op_mon["spec"]["podMetricsEndpoints"][0]["port"], [p["name"] for p in container(op, "manager")["ports"]])
+        self.assertEqual(dp_mon["spec"]["namespaceSelector"], {"any": True})
+        self.assertEqual(dp_mon["spec"]["selector"]["matchLabels"], {"app": "stunner"})
+        rendered = open(os.path.join(ROOT, "crates/stunner-gateway/testdata/render/deployment-dataplane-full/out.yaml")).read()
+        self.assertIn(f"name: {dp_mon['spec']['podMetricsEndpoints'][0]['port']}", rendered)
+        self.assertIn("app: stunner", rendered)
+        cm = find(docs, "ConfigMap", "stunner-grafana-dashboard")
+        self.assertEqual(cm["metadata"]["namespace"], "monitoring")
+        self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
+        dash = json.loads(cm["data"]["stunner-rs.json"])
+        self.assertEqual(dash["uid"], "stunner-rs")
+        ids = [p["id"] for p in dash["panels"]]
+        self.assertEqual(len(ids), len(set(ids)), "panel ids repeat")
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        self.assertTrue(exprs and all("stunner_" in e for e in exprs))
+        # Every metric a panel reads is one the docs list (the e2e prometheus case runs
+        # every query against a real Prometheus and our real expositions).
+        doc = open(os.path.join(ROOT, "docs/MONITORING.md")).read().replace("{operator,renderer,updater}", "")
+        for name in set(re.findall(r"stunner_[a-z_]+", " ".join(exprs))):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            if base.endswith("_loop_last_active_timestamp_seconds"):
+                base = "stunner_gateway_operator__loop_last_active_timestamp_seconds"
+            self.assertIn(base, doc, f"the dashboard reads {name}, which docs/MONITORING.md does not list")
 
     def test_auth_service_can_be_disabled(self):
         docs = self.r("stunnerAuthService.enabled=false")

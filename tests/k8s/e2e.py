@@ -533,12 +533,14 @@ def case_prometheus():
     dp = next(p for p in live_pods(ns) if ready(p))
     dp_ip = dp["status"]["podIP"]
     targets = {"operator": f"{op_ip}:8080", "stunnerd": f"{dp_ip}:8080"}
+    families = set()
     for job, t in targets.items():
         text = until(f"{job} metrics on {t}", lambda: (lambda r: r.status == 200 and r.read().decode())(
             urllib.request.urlopen(f"http://{t}/metrics", timeout=2)), timeout=60)
         lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), \
             f"promtool check metrics on {job}: {lint.stdout}{lint.stderr}"
+        families |= {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         with open(f"{d}/prometheus.yml", "w") as f:
@@ -560,6 +562,19 @@ def case_prometheus():
             for q in ["stunner_allocations_active", 'stunner_listener_packets_total{direction="rx"}',
                       "stunner_gateway_operator_render_total"]:
                 assert until(f"{q} in Prometheus", lambda: query(q), timeout=30), q
+            # The chart's Grafana dashboard: every panel query is valid PromQL on this
+            # Prometheus, and every metric it reads is a family of our expositions.
+            import re
+            with open("charts/stunner-gateway-operator/dashboards/stunner-rs.json") as f:
+                dash = json.load(f)
+            exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+            for e in exprs:
+                q = e.replace("$namespace", ".*").replace("$__rate_interval", "1m")
+                query(q)  # raises on a query Prometheus refuses (HTTP 400)
+                for name in re.findall(r"stunner_[a-z_]+", e):
+                    base = re.sub(r"_(bucket|sum|count)$", "", name)
+                    assert name in families or base in families, f"the dashboard reads {name}, which no exposition has"
+            print(f"    {len(exprs)} dashboard queries valid on Prometheus, their metrics all exported")
             print(f"    Prometheus scraped operator {targets['operator']} and stunnerd {targets['stunnerd']}; promtool clean")
         finally:
             prom.terminate()
