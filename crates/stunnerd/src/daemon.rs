@@ -13,6 +13,19 @@ use crate::Error;
 use crate::listener::{Listener, Step, Update};
 use crate::relays::Reservations;
 
+/// What `/status` shows of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// The listener.
+    pub name: String,
+    /// Its worker threads.
+    pub workers: usize,
+    /// Traffic on its sockets.
+    pub traffic: crate::metrics::Traffic,
+    /// Its live allocations.
+    pub allocations: usize,
+}
+
 /// The dataplane.
 pub struct Daemon {
     config: Option<StunnerConfig>,
@@ -182,11 +195,16 @@ impl Daemon {
         })
     }
 
-    /// Per listener: name, workers, rx/tx packets, rx/tx bytes, allocations.
-    pub fn listener_stats(&self) -> Vec<(String, usize, [u64; 4], usize)> {
+    /// Per listener: its workers, traffic and allocations.
+    pub fn listener_stats(&self) -> Vec<ListenerStats> {
         self.listeners
             .iter()
-            .map(|(n, l)| (n.clone(), l.worker_count(), l.counters(), l.allocations()))
+            .map(|(n, l)| ListenerStats {
+                name: n.clone(),
+                workers: l.worker_count(),
+                traffic: l.counters(),
+                allocations: l.allocations(),
+            })
             .collect()
     }
 

@@ -24,7 +24,7 @@ mod udp;
 mod worker;
 
 pub use admin::{AdminState, masked_json};
-pub use daemon::Daemon;
+pub use daemon::{Daemon, ListenerStats};
 pub use error::Error;
 #[doc(hidden)]
 pub use listener::Step;

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use stunner_config::{ListenerConfig, ListenerProtocol, StunnerConfig};
 use stunner_turn::ServerConfig;
 
+use crate::metrics::Traffic;
 use crate::relays::Reservations;
 use crate::worker::{Control, Handle};
 use crate::{Error, dtls, net, tcp, tls, udp};
@@ -216,13 +217,16 @@ impl Listener {
             .sum()
     }
 
-    pub(crate) fn counters(&self) -> [u64; 4] {
-        let mut c = [0; 4];
+    pub(crate) fn counters(&self) -> Traffic {
+        let mut c = Traffic::default();
         for w in &self.workers {
-            c[0] += w.shared.rx_packets.load(Ordering::Relaxed);
-            c[1] += w.shared.tx_packets.load(Ordering::Relaxed);
-            c[2] += w.shared.rx_bytes.load(Ordering::Relaxed);
-            c[3] += w.shared.tx_bytes.load(Ordering::Relaxed);
+            let sh = &w.shared;
+            c.add(&Traffic {
+                rx_packets: sh.rx_packets.load(Ordering::Relaxed),
+                tx_packets: sh.tx_packets.load(Ordering::Relaxed),
+                rx_bytes: sh.rx_bytes.load(Ordering::Relaxed),
+                tx_bytes: sh.tx_bytes.load(Ordering::Relaxed),
+            });
         }
         c
     }
@@ -249,11 +253,15 @@ impl Listener {
             }
             if let Ok(st) = sh.stats.lock() {
                 for c in &st.clusters {
-                    let e = snap.clusters.entry(c.name.clone()).or_insert([0; 4]);
-                    e[0] += c.from_peer.packets;
-                    e[1] += c.to_peer.packets;
-                    e[2] += c.from_peer.bytes;
-                    e[3] += c.to_peer.bytes;
+                    snap.clusters
+                        .entry(c.name.clone())
+                        .or_default()
+                        .add(&Traffic {
+                            rx_packets: c.from_peer.packets,
+                            tx_packets: c.to_peer.packets,
+                            rx_bytes: c.from_peer.bytes,
+                            tx_bytes: c.to_peer.bytes,
+                        });
                 }
                 for r in stunner_turn::DropReason::ALL {
                     *snap.drops.entry(r.as_str()).or_insert(0) += st.drops(r);

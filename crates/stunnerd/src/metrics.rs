@@ -7,6 +7,38 @@ use std::collections::BTreeMap;
 
 use std::fmt::Write as _;
 
+/// Packets and bytes each way: rx into stunnerd (from clients at a listener, from peers
+/// of a cluster), tx out of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Datagrams (or stream reads) received.
+    pub rx_packets: u64,
+    /// Datagrams (or stream writes) sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+}
+
+impl Traffic {
+    /// Adds another's counts.
+    pub fn add(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.tx_packets += o.tx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_bytes += o.tx_bytes;
+    }
+
+    fn packets(&self) -> (u64, u64) {
+        (self.rx_packets, self.tx_packets)
+    }
+
+    fn bytes(&self) -> (u64, u64) {
+        (self.rx_bytes, self.tx_bytes)
+    }
+}
+
 /// Counters of one listener.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListenerSnapshot {
@@ -16,8 +48,8 @@ pub struct ListenerSnapshot {
     pub connections: u64,
     /// Connections ever opened.
     pub connections_total: u64,
-    /// rx packets, tx packets, rx bytes, tx bytes on the listener sockets.
-    pub traffic: [u64; 4],
+    /// Traffic on the listener sockets.
+    pub traffic: Traffic,
 }
 
 /// Upper bounds (seconds) of the allocation lifetime histogram buckets.
@@ -65,8 +97,8 @@ pub struct Snapshot {
     pub allocations: u64,
     /// Per listener.
     pub listeners: Vec<ListenerSnapshot>,
-    /// Per cluster: rx packets (from peers), tx packets (to peers), rx bytes, tx bytes.
-    pub clusters: BTreeMap<String, [u64; 4]>,
+    /// Per cluster: traffic from (rx) and to (tx) its peers.
+    pub clusters: BTreeMap<String, Traffic>,
     /// Dropped datagrams by reason.
     pub drops: BTreeMap<&'static str, u64>,
     /// Auth failures by reason.
@@ -138,46 +170,43 @@ pub fn render(s: &Snapshot) -> String {
         "Number of downstream connections at a listener.",
         &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.connections_total)]),
     );
-    for (metric, what, rx, tx) in [
-        ("stunner_listener_packets_total", "datagrams", 0, 1),
-        ("stunner_listener_bytes_total", "bytes", 2, 3),
-    ] {
+    type Pick = fn(&Traffic) -> (u64, u64);
+    let kinds: [(&str, &str, Pick); 2] = [
+        ("packets", "datagrams", Traffic::packets),
+        ("bytes", "bytes", Traffic::bytes),
+    ];
+    for (unit, what, pick) in kinds {
+        let metric = format!("stunner_listener_{unit}_total");
         family(
             &mut out,
-            metric,
+            &metric,
             "counter",
             &format!("Number of {what} sent or received at a listener."),
             &per_listener(&|l| {
+                let (rx, tx) = pick(&l.traffic);
                 vec![
-                    (
-                        labels(&[("name", &l.name), ("direction", "rx")]),
-                        l.traffic[rx],
-                    ),
-                    (
-                        labels(&[("name", &l.name), ("direction", "tx")]),
-                        l.traffic[tx],
-                    ),
+                    (labels(&[("name", &l.name), ("direction", "rx")]), rx),
+                    (labels(&[("name", &l.name), ("direction", "tx")]), tx),
                 ]
             }),
         );
     }
-    for (metric, what, rx, tx) in [
-        ("stunner_cluster_packets_total", "datagrams", 0, 1),
-        ("stunner_cluster_bytes_total", "bytes", 2, 3),
-    ] {
+    for (unit, what, pick) in kinds {
+        let metric = format!("stunner_cluster_{unit}_total");
         let samples: Vec<(String, u64)> = s
             .clusters
             .iter()
             .flat_map(|(n, c)| {
+                let (rx, tx) = pick(c);
                 [
-                    (labels(&[("name", n), ("direction", "rx")]), c[rx]),
-                    (labels(&[("name", n), ("direction", "tx")]), c[tx]),
+                    (labels(&[("name", n), ("direction", "rx")]), rx),
+                    (labels(&[("name", n), ("direction", "tx")]), tx),
                 ]
             })
             .collect();
         family(
             &mut out,
-            metric,
+            &metric,
             "counter",
             &format!("Number of {what} sent to or received from a cluster."),
             &samples,
@@ -239,9 +268,22 @@ mod tests {
             name: "ns/gw/udp".into(),
             connections: 2,
             connections_total: 5,
-            traffic: [10, 11, 1000, 1100],
+            traffic: Traffic {
+                rx_packets: 10,
+                tx_packets: 11,
+                rx_bytes: 1000,
+                tx_bytes: 1100,
+            },
         });
-        s.clusters.insert("ns/media".into(), [1, 2, 3, 4]);
+        s.clusters.insert(
+            "ns/media".into(),
+            Traffic {
+                rx_packets: 1,
+                tx_packets: 2,
+                rx_bytes: 3,
+                tx_bytes: 4,
+            },
+        );
         s.drops.insert("policy_denied", 7);
         s.lifetimes.observe(0.5);
         s.lifetimes.observe(400.0);

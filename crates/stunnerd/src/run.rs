@@ -90,40 +90,14 @@ pub async fn run(args: Args) -> ExitCode {
         .unwrap_or_else(|| defaults::LOG_LEVEL.to_string());
     let log = logging::init(&spec, args.log_format == "json");
     crate::dtls::allow_legacy(args.dtls_legacy);
-    let (mut first, mut origin) = match initial(&args) {
+    let id = args.instance_id();
+    let (first, origin) = match starting_point(&args, &id).await {
         Ok(x) => x,
         Err(e) => {
             eprintln!("stunnerd: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if origin == Some(Origin::K8s) {
-        // As upstream's `-c k8s`: find the CDS through the Kubernetes API; every
-        // connection to the local address goes over a port-forward to its pod.
-        let ns = std::env::var("CDS_SERVER_NAMESPACE")
-            .ok()
-            .filter(|n| !n.is_empty());
-        let found = stunner_k8s::discover(&stunner_k8s::Target::Cds, ns.as_deref()).await;
-        match found {
-            Ok(local) => origin = Some(Origin::Cds(format!("http://{local}"))),
-            Err(e) => {
-                eprintln!("stunnerd: -c k8s: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let id = args.instance_id();
-    if let Some(Origin::Cds(url)) = &origin
-        && (!args.watch || args.dry_run)
-    {
-        match load_cds(url, &id, &args.cds_trust()).await {
-            Ok(c) => first = Some(c),
-            Err(e) => {
-                eprintln!("stunnerd: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
     if args.dry_run {
         if let Some(c) = &first {
             print!("{}", plan::summary(c, args.udp_thread_num));
@@ -145,8 +119,6 @@ pub async fn run(args: Args) -> ExitCode {
         log,
         log_override: args.log_override(),
     };
-
-    let (tx, mut rx) = mpsc::channel::<StunnerConfig>(4);
     match first {
         Some(c) => {
             if let Err(e) = ctl.apply(c).await {
@@ -159,82 +131,91 @@ pub async fn run(args: Args) -> ExitCode {
             let _ = ctl.apply(StunnerConfig::zero(&id)).await;
         }
     }
-    let mut watching = false;
-    if args.watch && args.uri.is_none() {
-        match origin {
-            Some(Origin::File(p)) => {
-                source::watch_file(p, FILE_FALLBACK, tx.clone());
-                watching = true;
-            }
-            Some(Origin::Cds(url)) => {
-                let node = std::env::var(defaults::ENV_NODENAME)
-                    .ok()
-                    .filter(|n| !n.is_empty());
-                tokio::spawn(stunner_cds::client::watch_with(
-                    url,
-                    Some(id.clone()),
-                    node,
-                    tx.clone(),
-                    None,
-                    args.cds_trust(),
-                ));
-                watching = true;
-            }
-            // Resolved to a CDS address above.
-            Some(Origin::K8s) | None => {}
-        }
-    }
-    drop(tx);
-
-    let (Ok(mut sigterm), Ok(mut sigint)) = (
+    let rx = watch(&args, origin, &id);
+    let (Ok(sigterm), Ok(sigint)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         eprintln!("stunnerd: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut dns = tokio::time::interval(DNS_PERIOD);
-    loop {
-        tokio::select! {
-            c = rx.recv(), if watching => match c {
-                Some(c) if c.is_zero() => tracing::info!(target: "stunnerd", "ignoring deleted (zero) config"),
-                Some(c) => {
-                    if let Err(e) = ctl.apply(c).await {
-                        tracing::error!(target: "reconciler", "config rejected, running config unchanged: {e}");
-                    }
-                }
-                None => watching = false,
-            },
-            _ = tick.tick() => ctl.publish_status(),
-            _ = dns.tick() => ctl.resolve().await,
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        }
-    }
-
-    // Graceful shutdown.
-    let n = ctl.daemon.allocations();
-    tracing::info!(target: "stunnerd", "commencing graceful shutdown with {n} active allocation(s)");
-    state.terminating.store(true, Ordering::Relaxed);
-    ctl.daemon.drain();
-    ctl.publish_status();
-    loop {
-        if ctl.daemon.allocations() == 0 {
-            tracing::info!(target: "stunnerd", "normal exit on graceful shutdown");
-            break;
-        }
-        tokio::select! {
-            _ = tick.tick() => ctl.publish_status(),
-            _ = sigterm.recv() => { tracing::warn!(target: "stunnerd", "second signal: exiting now"); break; }
-            _ = sigint.recv() => { tracing::warn!(target: "stunnerd", "second signal: exiting now"); break; }
-        }
-    }
-    ctl.daemon.stop();
-    for a in [ctl.admin.take(), ctl.metrics.take()].into_iter().flatten() {
-        a.stop();
-    }
+    let mut signals = Signals { sigterm, sigint };
+    ctl.serve(rx, &mut signals).await;
+    ctl.shut_down(&mut signals).await;
     ExitCode::SUCCESS
+}
+
+/// The first config (a file, a URI, or one CDS load) and where to watch for more:
+/// `-c k8s` resolved to a port-forwarded CDS address, and a CDS loaded once unless
+/// watched.
+async fn starting_point(
+    args: &Args,
+    id: &str,
+) -> Result<(Option<StunnerConfig>, Option<Origin>), String> {
+    let (mut first, mut origin) = initial(args).map_err(|e| e.to_string())?;
+    if origin == Some(Origin::K8s) {
+        // As upstream's `-c k8s`: find the CDS through the Kubernetes API; every
+        // connection to the local address goes over a port-forward to its pod.
+        let ns = std::env::var("CDS_SERVER_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty());
+        let local = stunner_k8s::discover(&stunner_k8s::Target::Cds, ns.as_deref())
+            .await
+            .map_err(|e| format!("-c k8s: {e}"))?;
+        origin = Some(Origin::Cds(format!("http://{local}")));
+    }
+    if let Some(Origin::Cds(url)) = &origin
+        && (!args.watch || args.dry_run)
+    {
+        first = Some(
+            load_cds(url, id, &args.cds_trust())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok((first, origin))
+}
+
+/// Starts watching the origin (`-w`); `None` when nothing is watched.
+fn watch(args: &Args, origin: Option<Origin>, id: &str) -> Option<mpsc::Receiver<StunnerConfig>> {
+    if !args.watch || args.uri.is_some() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel::<StunnerConfig>(4);
+    match origin {
+        Some(Origin::File(p)) => source::watch_file(p, FILE_FALLBACK, tx),
+        Some(Origin::Cds(url)) => {
+            let node = std::env::var(defaults::ENV_NODENAME)
+                .ok()
+                .filter(|n| !n.is_empty());
+            tokio::spawn(stunner_cds::client::watch_with(
+                url,
+                Some(id.to_string()),
+                node,
+                tx,
+                None,
+                args.cds_trust(),
+            ));
+        }
+        // Resolved to a CDS address before.
+        Some(Origin::K8s) | None => return None,
+    }
+    Some(rx)
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.sigterm.recv() => {}
+            _ = self.sigint.recv() => {}
+        }
+    }
 }
 
 struct Control {
@@ -250,6 +231,64 @@ struct Control {
 }
 
 impl Control {
+    /// Applies what the watch sends, publishes status every second and re-resolves
+    /// STRICT_DNS names, until a signal.
+    async fn serve(
+        &mut self,
+        mut rx: Option<mpsc::Receiver<StunnerConfig>>,
+        signals: &mut Signals,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut dns = tokio::time::interval(DNS_PERIOD);
+        loop {
+            tokio::select! {
+                c = async { rx.as_mut()?.recv().await }, if rx.is_some() => match c {
+                    Some(c) if c.is_zero() => tracing::info!(target: "stunnerd", "ignoring deleted (zero) config"),
+                    Some(c) => {
+                        if let Err(e) = self.apply(c).await {
+                            tracing::error!(target: "reconciler", "config rejected, running config unchanged: {e}");
+                        }
+                    }
+                    None => rx = None,
+                },
+                _ = tick.tick() => self.publish_status(),
+                _ = dns.tick() => self.resolve().await,
+                () = signals.next() => return,
+            }
+        }
+    }
+
+    /// Graceful shutdown: refuse new allocations, wait for the live ones to end (or a
+    /// second signal), then close everything.
+    async fn shut_down(&mut self, signals: &mut Signals) {
+        let n = self.daemon.allocations();
+        tracing::info!(target: "stunnerd", "commencing graceful shutdown with {n} active allocation(s)");
+        self.state.terminating.store(true, Ordering::Relaxed);
+        self.daemon.drain();
+        self.publish_status();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            if self.daemon.allocations() == 0 {
+                tracing::info!(target: "stunnerd", "normal exit on graceful shutdown");
+                break;
+            }
+            tokio::select! {
+                _ = tick.tick() => self.publish_status(),
+                () = signals.next() => {
+                    tracing::warn!(target: "stunnerd", "second signal: exiting now");
+                    break;
+                }
+            }
+        }
+        self.daemon.stop();
+        for a in [self.admin.take(), self.metrics.take()]
+            .into_iter()
+            .flatten()
+        {
+            a.stop();
+        }
+    }
+
     async fn apply(&mut self, mut c: StunnerConfig) -> Result<(), Error> {
         if let Some(l) = &self.log_override {
             c.admin.log_level = l.clone();
@@ -316,9 +355,11 @@ impl Control {
             .daemon
             .listener_stats()
             .into_iter()
-            .map(|(name, workers, c, allocs)| {
-                json!({"name": name, "workers": workers, "allocations": allocs,
-                       "rx": {"pkts": c[0], "bytes": c[2]}, "tx": {"pkts": c[1], "bytes": c[3]}})
+            .map(|l| {
+                let t = l.traffic;
+                json!({"name": l.name, "workers": l.workers, "allocations": l.allocations,
+                       "rx": {"pkts": t.rx_packets, "bytes": t.rx_bytes},
+                       "tx": {"pkts": t.tx_packets, "bytes": t.tx_bytes}})
             })
             .collect();
         if let Ok(mut s) = self.state.status.lock() {
