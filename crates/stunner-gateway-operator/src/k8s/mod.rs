@@ -4,6 +4,7 @@
 
 pub mod lease;
 pub mod metrics;
+pub mod throttle;
 pub mod updater;
 pub mod watch;
 
@@ -84,6 +85,44 @@ fn apply_change(world: &mut World, synced: &mut BTreeSet<Kind>, c: Change) {
             synced.insert(kind);
         }
     }
+}
+
+/// Applies World changes from `rx` and calls `render` once every kind has synced, at
+/// most `throttle` after the first change it has not yet seen rendered (see
+/// [`throttle::Throttle`]), until `stop` completes or the watchers end. Returns the World.
+pub async fn event_loop(
+    rx: &mut mpsc::Receiver<Change>,
+    throttle: Duration,
+    metrics: &Metrics,
+    stop: impl std::future::Future<Output = ()>,
+    mut render: impl FnMut(&World),
+) -> World {
+    let mut world = World::new();
+    let mut synced = BTreeSet::new();
+    let mut window = throttle::Throttle::new(throttle);
+    tokio::pin!(stop);
+    loop {
+        let due = window.due().filter(|_| synced.len() == Kind::ALL.len());
+        tokio::select! {
+            c = rx.recv() => {
+                let Some(c) = c else { break };
+                apply_change(&mut world, &mut synced, c);
+                metrics.reconcile_event();
+                metrics.active(metrics::Loop::Operator);
+                window.changed(tokio::time::Instant::now());
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                // Take whatever else arrived meanwhile, then render once.
+                while let Ok(c) = rx.try_recv() {
+                    apply_change(&mut world, &mut synced, c);
+                }
+                window.rendered();
+                render(&world);
+            }
+            () = &mut stop => break,
+        }
+    }
+    world
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -202,37 +241,23 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
 
     let (tx, mut rx) = mpsc::channel(200);
     watch::start(client.clone(), tx, cfg.endpoint_source).await;
-    let mut world = World::new();
-    let mut synced = BTreeSet::new();
-    let mut dirty = false;
     let mut opts = cfg.render.clone();
-    loop {
+    let stop = async move {
         tokio::select! {
-            c = rx.recv() => {
-                let Some(c) = c else { break };
-                apply_change(&mut world, &mut synced, c);
-                metrics.reconcile_event();
-                metrics.active(metrics::Loop::Operator);
-                dirty = true;
-            }
-            _ = tokio::time::sleep(cfg.throttle), if dirty && synced.len() == Kind::ALL.len() => {
-                // Take whatever else arrived meanwhile, then render once.
-                while let Ok(c) = rx.try_recv() {
-                    apply_change(&mut world, &mut synced, c);
-                }
-                dirty = false;
-                opts.now = Time(Timestamp::now());
-                let t0 = std::time::Instant::now();
-                let d = render(&world, &opts);
-                let generation = metrics.render(t0.elapsed());
-                store.update_all(d.configs.clone());
-                ready.store(true, Ordering::Relaxed);
-                let _ = desired_tx.send(Some((generation, d, Arc::new(world.clone()))));
-            }
-            _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-    }
+    };
+    let world = event_loop(&mut rx, cfg.throttle, &metrics, stop, |world| {
+        opts.now = Time(Timestamp::now());
+        let t0 = std::time::Instant::now();
+        let d = render(world, &opts);
+        let generation = metrics.render(t0.elapsed());
+        store.update_all(d.configs.clone());
+        ready.store(true, Ordering::Relaxed);
+        let _ = desired_tx.send(Some((generation, d, Arc::new(world.clone()))));
+    })
+    .await;
     tracing::info!(target: "operator", "shutting down");
     update_task.abort();
     if cfg.finalizer && *leader_rx.borrow() {
@@ -242,4 +267,75 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
         tracing::info!(target: "operator", ?w, "finalizer done");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use stunner_gateway::Object;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn slice(generation: i64) -> Object {
+        Object::EndpointSlice(EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some("backend-abcde".into()),
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            ..EndpointSlice::default()
+        })
+    }
+
+    /// An EndpointSlice update every 50 ms for 5 s: every change is rendered at most one
+    /// window (250 ms) after it arrived. A debounce restarted by each event renders once,
+    /// after the storm.
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_of_changes_is_rendered_within_the_window() {
+        let window = Duration::from_millis(250);
+        let (tx, mut rx) = mpsc::channel(200);
+        for k in Kind::ALL {
+            tx.send(Change::Replace(k, Vec::new())).await.unwrap();
+        }
+        let t0 = Instant::now();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::<(i64, Instant)>::new()));
+        let s = sent.clone();
+        let storm = tokio::spawn(async move {
+            for g in 1..=100 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                s.lock().unwrap().push((g, Instant::now()));
+                tx.send(Change::Apply(slice(g))).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        let mut renders = Vec::new();
+        let stop = async {
+            let _ = storm.await;
+        };
+        event_loop(&mut rx, window, &Metrics::default(), stop, |w| {
+            let g = w
+                .endpoint_slices
+                .values()
+                .next()
+                .and_then(|e| e.metadata.generation)
+                .unwrap_or(0);
+            renders.push((g, Instant::now()));
+        })
+        .await;
+        assert!(renders.len() >= 18, "{} renders in 5 s", renders.len());
+        // Each change is in the first render after it, no later than one window on.
+        for (g, at) in sent.lock().unwrap().iter() {
+            let (_, r) = renders.iter().find(|(rg, _)| rg >= g).unwrap();
+            assert!(
+                *r - *at <= window,
+                "change {g} at {:?} rendered at {:?}",
+                *at - t0,
+                *r - t0
+            );
+        }
+    }
 }
