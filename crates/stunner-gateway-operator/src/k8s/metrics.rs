@@ -21,6 +21,9 @@ struct Inner {
     renderer_active: AtomicU64,
     updater_active: AtomicU64,
     ops: Mutex<BTreeMap<(String, String), u64>>,
+    failed_ops: Mutex<BTreeMap<(String, String), u64>>,
+    /// Writes the last pass could not make (failed or not started).
+    unwritten: AtomicU64,
 }
 
 fn unix_now() -> u64 {
@@ -101,6 +104,18 @@ impl Metrics {
         }
     }
 
+    /// A write failed or timed out.
+    pub fn write_failed(&self, kind: &str, op: &str) {
+        if let Ok(mut m) = self.0.failed_ops.lock() {
+            *m.entry((kind.to_string(), op.to_string())).or_default() += 1;
+        }
+    }
+
+    /// The last pass left `n` writes undone; they are retried with backoff.
+    pub fn unwritten(&self, n: usize) {
+        self.0.unwritten.store(n as u64, Ordering::Relaxed);
+    }
+
     /// Prometheus text exposition.
     pub fn text(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -159,6 +174,22 @@ impl Metrics {
             ops.into_iter()
                 .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
                 .collect(),
+        );
+        let failed = i.failed_ops.lock().map(|m| m.clone()).unwrap_or_default();
+        metric(
+            "resource_operation_failures_total",
+            "counter",
+            "Failed or timed-out writes by kind and operation (retried with backoff).",
+            failed
+                .into_iter()
+                .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
+                .collect(),
+        );
+        metric(
+            "unwritten_objects",
+            "gauge",
+            "Writes the last update pass could not make; retried until written or no longer wanted.",
+            vec![(String::new(), g(&i.unwritten))],
         );
         let secs = |a: &AtomicU64| format!("{:.6}", g(a) as f64 / 1e6);
         for (name, help, sum, count) in [

@@ -19,9 +19,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use stunner_cds::server::{ConfigStore, router};
-use stunner_gateway::{Desired, Kind, RenderOptions, World, finalize, render};
+use stunner_gateway::{Kind, RenderOptions, World, finalize, render};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
+use self::lease::Lead;
 use self::metrics::Metrics;
 use self::updater::Updater;
 use self::watch::Change;
@@ -173,44 +174,27 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
         );
     }
 
-    let (leader_tx, leader_rx) = tokio_watch::channel(!cfg.leader_elect);
+    let (leader_tx, leader_rx) = tokio_watch::channel(if cfg.leader_elect {
+        Lead::No
+    } else {
+        Lead::Always
+    });
     if cfg.leader_elect {
         lease::Elector::new(
             client.clone(),
             &cfg.lease_namespace,
             lease::LEASE_NAME,
             &cfg.identity,
-            Duration::from_secs(15),
+            lease::Timing::default(),
         )
         .spawn(leader_tx);
     }
 
     // The updater always works on the latest render: a watch channel holds one value,
     // so a slow API server makes the updater skip stale generations (a bounded queue).
-    let (desired_tx, mut desired_rx) =
-        tokio_watch::channel::<Option<(u64, Desired, Arc<World>)>>(None);
-    let updater = Updater::new(client.clone(), metrics.clone());
-    let m = metrics.clone();
-    let mut leader = leader_rx.clone();
-    let update_task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = desired_rx.changed() => if r.is_err() { return },
-                r = leader.changed() => if r.is_err() { return },
-            }
-            if !*leader.borrow() {
-                continue;
-            }
-            let latest = desired_rx.borrow_and_update().clone();
-            if let Some((generation, d, world)) = latest {
-                let t0 = std::time::Instant::now();
-                let w = updater.apply(&d, &world).await;
-                m.update_time(t0.elapsed());
-                tracing::debug!(target: "operator", generation, ?w, "update pass");
-                m.acked(generation);
-            }
-        }
-    });
+    let (desired_tx, desired_rx) = tokio_watch::channel::<updater::Render>(None);
+    let updater = Updater::new(client.clone(), metrics.clone()).with_lead(leader_rx.clone());
+    let update_task = tokio::spawn(updater.run(desired_rx, leader_rx.clone()));
 
     // Without its CRDs the operator has nothing to watch: it stays unready, says which
     // are missing in one line (again only if that changes), and starts once they appear.
@@ -260,7 +244,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
     .await;
     tracing::info!(target: "operator", "shutting down");
     update_task.abort();
-    if cfg.finalizer && *leader_rx.borrow() {
+    if cfg.finalizer && leader_rx.borrow().writes(tokio::time::Instant::now()) {
         opts.now = Time(Timestamp::now());
         let d = finalize(&world, &opts);
         let w = Updater::new(client, metrics).apply(&d, &world).await;

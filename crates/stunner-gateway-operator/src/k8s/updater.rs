@@ -16,6 +16,12 @@ use serde_json::{Value, json};
 use stunner_gateway::crd::UDPRoute;
 use stunner_gateway::{Desired, Key, World};
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::lease::{Lead, WRITE_TIMEOUT};
 use super::metrics::Metrics;
 
 /// The field manager of every write.
@@ -47,14 +53,50 @@ pub struct Written {
     pub statuses: usize,
     /// Objects deleted.
     pub deleted: usize,
-    /// Writes that failed.
+    /// Writes that failed (refused, or no answer within [`WRITE_TIMEOUT`]).
     pub errors: usize,
+    /// Writes not started because we stopped being the leader.
+    pub skipped: usize,
 }
+
+impl Written {
+    /// Whether everything wanted was written.
+    pub fn complete(&self) -> bool {
+        self.errors == 0 && self.skipped == 0
+    }
+
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Unchanged => {}
+            Outcome::Applied => self.applied += 1,
+            Outcome::Status => self.statuses += 1,
+            Outcome::Deleted => self.deleted += 1,
+            Outcome::Failed => self.errors += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+/// The result of one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Unchanged,
+    Applied,
+    Status,
+    Deleted,
+    Failed,
+    Skipped,
+}
+
+/// Writes in flight at once: enough to hide round trips with many Gateways, few enough
+/// not to trip the API server's priority and fairness limits for one client.
+pub const PARALLEL_WRITES: usize = 8;
 
 /// Applies desired states.
 pub struct Updater {
     client: Client,
     metrics: Metrics,
+    lead: Option<watch::Receiver<Lead>>,
 }
 
 fn key_of<K: Resource>(o: &K) -> Key {
@@ -65,22 +107,54 @@ fn key_of<K: Resource>(o: &K) -> Key {
 }
 
 impl Updater {
-    /// An updater writing through `client`.
+    /// An updater writing through `client`, always.
     pub fn new(client: Client, metrics: Metrics) -> Self {
-        Self { client, metrics }
+        Self {
+            client,
+            metrics,
+            lead: None,
+        }
     }
 
-    fn note(&self, kind: &str, op: &str, r: &Result<(), kube::Error>, w: &mut Written) {
+    /// Starts each write only while `lead` allows it at that moment, so a leader whose
+    /// lease ran out mid-pass (or that was frozen and resumed) writes nothing more.
+    pub fn with_lead(mut self, lead: watch::Receiver<Lead>) -> Self {
+        self.lead = Some(lead);
+        self
+    }
+
+    fn may_write(&self) -> bool {
+        self.lead
+            .as_ref()
+            .is_none_or(|l| l.borrow().writes(Instant::now()))
+    }
+
+    /// Runs one API call under the lead check and [`WRITE_TIMEOUT`], and records it.
+    async fn write<F>(&self, kind: &str, op: &str, name: &str, ok: Outcome, call: F) -> Outcome
+    where
+        F: std::future::Future<Output = Result<(), kube::Error>>,
+    {
+        if !self.may_write() {
+            return Outcome::Skipped;
+        }
+        let r = match tokio::time::timeout(WRITE_TIMEOUT, call).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
+        };
         match r {
-            Ok(()) => self.metrics.resource_op(kind, op),
+            Ok(()) => {
+                self.metrics.resource_op(kind, op);
+                ok
+            }
             Err(e) => {
-                w.errors += 1;
-                tracing::warn!(target: "operator", kind, op, error = %e, "write failed");
+                self.metrics.write_failed(kind, op);
+                tracing::warn!(target: "operator", kind, op, object = name, error = %e, "write failed");
+                Outcome::Failed
             }
         }
     }
 
-    async fn apply_obj<K>(&self, obj: &K, live: Option<&K>, w: &mut Written)
+    async fn apply_obj<K>(&self, obj: &K, live: Option<&K>) -> Outcome
     where
         K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
         K: Resource<Scope = kube::core::NamespaceResourceScope>,
@@ -89,22 +163,27 @@ impl Updater {
         if let Some(l) = live
             && is_subset(&want, &serde_json::to_value(l).unwrap_or_default())
         {
-            return;
+            return Outcome::Unchanged;
         }
         let (ns, name) = key_of(obj);
         let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
-        let r = api
-            .patch(
+        let call = async {
+            api.patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&want),
             )
             .await
-            .map(|_| ());
-        if r.is_ok() {
-            w.applied += 1;
-        }
-        self.note(&K::kind(&()), "apply", &r, w);
+            .map(|_| ())
+        };
+        self.write(
+            &K::kind(&()),
+            "apply",
+            &format!("{ns}/{name}"),
+            Outcome::Applied,
+            call,
+        )
+        .await
     }
 
     async fn apply_status<K>(
@@ -113,108 +192,67 @@ impl Updater {
         name: &str,
         body: Value,
         live: Option<Value>,
-        w: &mut Written,
-    ) where
+    ) -> Outcome
+    where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {
         if let Some(l) = live
             && is_subset(&body["status"], &l)
             && is_subset(&l, &body["status"])
         {
-            return;
+            return Outcome::Unchanged;
         }
-        let r = api
-            .patch_status(
+        let call = async {
+            api.patch_status(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
             .await
-            .map(|_| ());
-        if r.is_ok() {
-            w.statuses += 1;
-        }
-        self.note(&K::kind(&()), "status", &r, w);
+            .map(|_| ())
+        };
+        self.write(&K::kind(&()), "status", name, Outcome::Status, call)
+            .await
     }
 
-    /// Writes what differs between `desired` and the live objects in `world`.
-    pub async fn apply(&self, desired: &Desired, world: &World) -> Written {
-        let mut w = Written::default();
-        for s in &desired.services {
-            self.apply_obj::<Service>(s, world.services.get(&key_of(s)), &mut w)
-                .await;
+    async fn status(&self, s: &stunner_gateway::StatusPatch, world: &World) -> Outcome {
+        let t = &s.target;
+        let key = (t.namespace.clone(), t.name.clone());
+        let body = json!({"apiVersion": t.api_version, "kind": t.kind, "status": s.status});
+        let c = self.client.clone();
+        fn live<S: Serialize>(s: Option<&S>) -> Option<Value> {
+            s.map(|s| serde_json::to_value(s).unwrap_or_default())
+                .filter(|v| !v.is_null())
         }
-        for d in &desired.deployments {
-            self.apply_obj::<Deployment>(d, world.deployments.get(&key_of(d)), &mut w)
-                .await;
-        }
-        for c in &desired.config_maps {
-            self.apply_obj::<ConfigMap>(c, world.config_maps.get(&key_of(c)), &mut w)
-                .await;
-        }
-        for s in &desired.statuses {
-            let t = &s.target;
-            let key = (t.namespace.clone(), t.name.clone());
-            let body = json!({"apiVersion": t.api_version, "kind": t.kind, "status": s.status});
-            let c = self.client.clone();
-            let to = |v: Option<Value>| v.filter(|v| !v.is_null());
-            match (t.kind.as_str(), t.api_version.as_str()) {
-                ("GatewayClass", _) => {
-                    let live = to(world
-                        .gateway_classes
-                        .get(&key)
-                        .map(|o| serde_json::to_value(&o.status).unwrap_or_default()));
-                    self.apply_status(Api::<GatewayClass>::all(c), &t.name, body, live, &mut w)
-                        .await;
-                }
-                ("Gateway", _) => {
-                    let live = to(world
-                        .gateways
-                        .get(&key)
-                        .map(|o| serde_json::to_value(&o.status).unwrap_or_default()));
-                    self.apply_status(
-                        Api::<Gateway>::namespaced(c, &t.namespace),
-                        &t.name,
-                        body,
-                        live,
-                        &mut w,
-                    )
-                    .await;
-                }
-                ("UDPRoute", v) if v.starts_with("stunner.l7mp.io") => {
-                    let live = to(world
-                        .udp_routes
-                        .get(&key)
-                        .map(|o| serde_json::to_value(&o.status).unwrap_or_default()));
-                    self.apply_status(
-                        Api::<UDPRoute>::namespaced(c, &t.namespace),
-                        &t.name,
-                        body,
-                        live,
-                        &mut w,
-                    )
-                    .await;
-                }
-                ("UDPRoute", _) => {
-                    let live = to(world
-                        .udp_routes_v1a2
-                        .get(&key)
-                        .map(|o| serde_json::to_value(&o.status).unwrap_or_default()));
-                    self.apply_status(
-                        Api::<UdpRoute>::namespaced(c, &t.namespace),
-                        &t.name,
-                        body,
-                        live,
-                        &mut w,
-                    )
-                    .await;
-                }
-                _ => {}
+        match (t.kind.as_str(), t.api_version.as_str()) {
+            ("GatewayClass", _) => {
+                let l = live(world.gateway_classes.get(&key).map(|o| &o.status));
+                self.apply_status(Api::<GatewayClass>::all(c), &t.name, body, l)
+                    .await
             }
+            ("Gateway", _) => {
+                let l = live(world.gateways.get(&key).map(|o| &o.status));
+                let api = Api::<Gateway>::namespaced(c, &t.namespace);
+                self.apply_status(api, &t.name, body, l).await
+            }
+            ("UDPRoute", v) if v.starts_with("stunner.l7mp.io") => {
+                let l = live(world.udp_routes.get(&key).map(|o| &o.status));
+                let api = Api::<UDPRoute>::namespaced(c, &t.namespace);
+                self.apply_status(api, &t.name, body, l).await
+            }
+            ("UDPRoute", _) => {
+                let l = live(world.udp_routes_v1a2.get(&key).map(|o| &o.status));
+                let api = Api::<UdpRoute>::namespaced(c, &t.namespace);
+                self.apply_status(api, &t.name, body, l).await
+            }
+            _ => Outcome::Unchanged,
         }
-        for d in &desired.deletes {
-            let c = self.client.clone();
-            let dp = DeleteParams::background();
+    }
+
+    async fn delete(&self, d: &stunner_gateway::ObjectRef) -> Outcome {
+        let c = self.client.clone();
+        let dp = DeleteParams::background();
+        let call = async {
             let r = match d.kind.as_str() {
                 "Service" => Api::<Service>::namespaced(c, &d.namespace)
                     .delete(&d.name, &dp)
@@ -228,20 +266,149 @@ impl Updater {
                     .delete(&d.name, &dp)
                     .await
                     .map(|_| ()),
-                _ => continue,
+                _ => Ok(()),
             };
             // Already gone is what we wanted.
-            let r = match r {
+            match r {
                 Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
                 other => other,
-            };
-            if r.is_ok() {
-                w.deleted += 1;
             }
-            self.note(&d.kind, "delete", &r, &mut w);
+        };
+        let name = format!("{}/{}", d.namespace, d.name);
+        self.write(&d.kind, "delete", &name, Outcome::Deleted, call)
+            .await
+    }
+
+    /// Writes what differs between `desired` and the live objects in `world`: objects
+    /// first, then statuses, then deletions, each phase [`PARALLEL_WRITES`] at a time.
+    pub async fn apply(&self, desired: &Desired, world: &World) -> Written {
+        let mut w = Written::default();
+        let mut objects: Vec<BoxFuture<'_, Outcome>> = Vec::new();
+        for s in &desired.services {
+            objects.push(Box::pin(
+                self.apply_obj::<Service>(s, world.services.get(&key_of(s))),
+            ));
+        }
+        for d in &desired.deployments {
+            objects.push(Box::pin(
+                self.apply_obj::<Deployment>(d, world.deployments.get(&key_of(d))),
+            ));
+        }
+        for c in &desired.config_maps {
+            objects.push(Box::pin(
+                self.apply_obj::<ConfigMap>(c, world.config_maps.get(&key_of(c))),
+            ));
+        }
+        let statuses = desired
+            .statuses
+            .iter()
+            .map(|s| Box::pin(self.status(s, world)) as BoxFuture<'_, Outcome>);
+        let deletes = desired
+            .deletes
+            .iter()
+            .map(|d| Box::pin(self.delete(d)) as BoxFuture<'_, Outcome>);
+        for phase in [objects, statuses.collect(), deletes.collect()] {
+            let outcomes: Vec<Outcome> = stream::iter(phase)
+                .buffer_unordered(PARALLEL_WRITES)
+                .collect()
+                .await;
+            outcomes.into_iter().for_each(|o| w.add(o));
         }
         self.metrics.update(w.errors == 0);
+        self.metrics.unwritten(w.errors + w.skipped);
         w
+    }
+}
+
+/// One render for the updater: its generation, what to write, and the World it saw.
+pub type Render = Option<(u64, Desired, std::sync::Arc<World>)>;
+
+/// Exponential backoff of retries after an incomplete pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    first: std::time::Duration,
+    max: std::time::Duration,
+    next: std::time::Duration,
+}
+
+impl Backoff {
+    /// Starts at `first`, doubles up to `max`.
+    pub fn new(first: std::time::Duration, max: std::time::Duration) -> Self {
+        Self {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay before the next retry; the one after is twice as long.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Back to the first delay.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+impl Updater {
+    /// The update loop: writes each new render while we lead, and when we become the
+    /// leader; a pass that left writes undone is retried with backoff (0.5 s doubling to
+    /// 30 s) until it completes or a newer render replaces it (which resets the backoff).
+    pub async fn run(self, mut desired: watch::Receiver<Render>, mut lead: watch::Receiver<Lead>) {
+        let mut backoff = Backoff::new(
+            std::time::Duration::from_millis(500),
+            std::time::Duration::from_secs(30),
+        );
+        let mut retry_at: Option<Instant> = None;
+        // The generation last written completely, and whether we could write then.
+        let mut done: Option<u64> = None;
+        let mut writing = false;
+        loop {
+            let retry = retry_at;
+            tokio::select! {
+                r = desired.changed() => {
+                    if r.is_err() { return }
+                    backoff.reset();
+                    retry_at = None;
+                }
+                r = lead.changed() => if r.is_err() { return },
+                () = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                    retry_at = None;
+                    done = None;
+                }
+            }
+            let may = lead.borrow_and_update().writes(Instant::now());
+            let became = may && !writing;
+            writing = may;
+            if !may {
+                continue;
+            }
+            let latest = desired.borrow_and_update().clone();
+            let Some((generation, d, world)) = latest else {
+                continue;
+            };
+            if done == Some(generation) && !became {
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            let w = self.apply(&d, &world).await;
+            self.metrics.update_time(t0.elapsed());
+            tracing::debug!(target: "operator", generation, ?w, "update pass");
+            if w.complete() {
+                done = Some(generation);
+                backoff.reset();
+                self.metrics.acked(generation);
+            } else {
+                let delay = backoff.next_delay();
+                tracing::info!(target: "operator", generation, errors = w.errors, skipped = w.skipped, retry_in = ?delay, "update pass incomplete");
+                retry_at = Some(Instant::now() + delay);
+                done = None;
+            }
+        }
     }
 }
 

@@ -8,10 +8,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+use std::time::Duration;
 use stunner_gateway::{RenderOptions, World, render};
-use stunner_gateway_operator::k8s::lease::Elector;
+
+use stunner_gateway_operator::k8s::lease::{Elector, Lead, Timing};
 use stunner_gateway_operator::k8s::metrics::Metrics;
 use stunner_gateway_operator::k8s::updater::Updater;
+use tokio::time::Instant;
 
 type Log = Arc<Mutex<Vec<(String, String, Value)>>>;
 
@@ -268,6 +271,11 @@ fn lease(holder: &str, renewed: Timestamp) -> Value {
     })
 }
 
+/// A renewTime that no longer changes (its holder stopped renewing).
+fn stale() -> Timestamp {
+    "2026-01-01T00:00:00Z".parse().unwrap()
+}
+
 /// The replica "me" competing for upstream's Lease.
 fn elector(client: Client) -> Elector {
     Elector::new(
@@ -275,7 +283,7 @@ fn elector(client: Client) -> Elector {
         "stunner-system",
         "92062b70.l7mp.io",
         "me",
-        std::time::Duration::from_secs(15),
+        Timing::default(),
     )
 }
 
@@ -288,10 +296,17 @@ async fn leadership_is_not_taken_from_a_live_holder() {
             echo(m, "", b)
         }
     });
-    let e = elector(client);
-    assert!(!e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    let mut e = elector(client);
+    let t0 = Instant::now();
+    assert!(!e.try_acquire_or_renew(Timestamp::now(), t0).await.unwrap());
+    // renewTime changes on every read: the holder is alive however late we look.
+    assert!(
+        !e.try_acquire_or_renew(Timestamp::now(), t0 + Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        requests(&log),
+        requests(&log)[..1],
         vec![(
             "GET".to_string(),
             "/apis/coordination.k8s.io/v1/namespaces/stunner-system/leases/92062b70.l7mp.io"
@@ -304,44 +319,52 @@ async fn leadership_is_not_taken_from_a_live_holder() {
 async fn an_expired_lease_is_taken_over_with_compare_and_swap() {
     let (client, log) = mock(|m, _, b| {
         if m == "GET" {
-            (
-                200,
-                lease(
-                    "other",
-                    Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
-                ),
-            )
+            (200, lease("other", stale()))
         } else {
             echo(m, "", b)
         }
     });
-    let e = elector(client);
-    assert!(e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    let mut e = elector(client);
+    let t0 = Instant::now();
+    // Its record is new to us: it is live for a lease duration from now, whatever its
+    // renewTime says; unchanged after that, it is taken over.
+    assert!(!e.try_acquire_or_renew(Timestamp::now(), t0).await.unwrap());
+    assert!(
+        !e.try_acquire_or_renew(Timestamp::now(), t0 + Duration::from_secs(14))
+            .await
+            .unwrap()
+    );
+    assert!(
+        e.try_acquire_or_renew(Timestamp::now(), t0 + Duration::from_secs(16))
+            .await
+            .unwrap()
+    );
     let log = log.lock().unwrap().clone();
-    assert_eq!(log[1].0, "PUT");
-    assert_eq!(log[1].2["metadata"]["resourceVersion"], "7");
-    assert_eq!(log[1].2["spec"]["holderIdentity"], "me");
-    assert_eq!(log[1].2["spec"]["leaseTransitions"], 4);
+    assert_eq!((log[1].0.as_str(), log[2].0.as_str()), ("GET", "GET"));
+    assert_eq!(log[3].0, "PUT");
+    assert_eq!(log[3].2["metadata"]["resourceVersion"], "7");
+    assert_eq!(log[3].2["spec"]["holderIdentity"], "me");
+    assert_eq!(log[3].2["spec"]["leaseTransitions"], 4);
 }
 
 #[tokio::test]
 async fn losing_the_race_for_a_lease_is_not_leadership() {
     let (client, _) = mock(|m, _, b| match m {
-        "GET" => (
-            200,
-            lease(
-                "other",
-                Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(60),
-            ),
-        ),
+        "GET" => (200, lease("other", stale())),
         "PUT" => (
             409,
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "conflict", "metadata": {}}),
         ),
         _ => echo(m, "", b),
     });
-    let e = elector(client);
-    assert!(!e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    let mut e = elector(client);
+    let t0 = Instant::now();
+    assert!(!e.try_acquire_or_renew(Timestamp::now(), t0).await.unwrap());
+    assert!(
+        !e.try_acquire_or_renew(Timestamp::now(), t0 + Duration::from_secs(16))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -353,8 +376,12 @@ async fn a_missing_lease_is_created() {
         ),
         _ => echo(m, "", b),
     });
-    let e = elector(client);
-    assert!(e.try_acquire_or_renew(Timestamp::now()).await.unwrap());
+    let mut e = elector(client);
+    assert!(
+        e.try_acquire_or_renew(Timestamp::now(), Instant::now())
+            .await
+            .unwrap()
+    );
     let log = log.lock().unwrap().clone();
     assert_eq!(
         (log[1].0.as_str(), log[1].1.as_str()),
@@ -363,4 +390,76 @@ async fn a_missing_lease_is_created() {
             "/apis/coordination.k8s.io/v1/namespaces/stunner-system/leases?"
         )
     );
+}
+
+static REFUSALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Refuses the first two writes (403, as RBAC does), then accepts.
+fn refuse_twice(m: &str, uri: &str, b: &Value) -> (u16, Value) {
+    if m == "PATCH" && REFUSALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+        return (
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "forbidden", "metadata": {}}),
+        );
+    }
+    echo(m, uri, b)
+}
+
+/// A refused write is retried with backoff, without any new render, until it is written;
+/// the metrics show the failures and then nothing left unwritten.
+#[tokio::test]
+async fn a_refused_write_is_retried_until_written() {
+    let (client, log) = mock(refuse_twice);
+    let mut w = world("managed-basic");
+    let d = render(&w, &RenderOptions::default());
+    // Only the Service differs from what is stored.
+    let mut st = stored(w.clone(), &d);
+    st.services.clear();
+    w = st;
+    let metrics = Metrics::default();
+    let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
+    let (_lead_tx, lead_rx) = tokio::sync::watch::channel(Lead::Always);
+    let task = tokio::spawn(Updater::new(client, metrics.clone()).run(desired_rx, lead_rx));
+    desired_tx.send(Some((1, d, Arc::new(w)))).unwrap();
+    // 0.5 s, then 1 s of backoff.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while requests(&log).len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = requests(&log);
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(
+        r.iter()
+            .all(|(m, u)| m == "PATCH" && u.contains("/services/udp-gateway"))
+    );
+    let text = metrics.text();
+    assert!(
+        text.contains("stunner_gateway_operator_unwritten_objects 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stunner_gateway_operator_resource_operation_failures_total{kind=\"Service\",operation=\"apply\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stunner_gateway_operator_generation_last_acked 1\n"),
+        "{text}"
+    );
+    task.abort();
+}
+
+/// A leader whose lease deadline has passed starts no write.
+#[tokio::test]
+async fn a_leader_past_its_deadline_writes_nothing() {
+    let (client, log) = mock(echo);
+    let w = world("managed-basic");
+    let d = render(&w, &RenderOptions::default());
+    let (_tx, lead) = tokio::sync::watch::channel(Lead::Until(Instant::now()));
+    let written = Updater::new(client, Metrics::default())
+        .with_lead(lead)
+        .apply(&d, &w)
+        .await;
+    assert_eq!((written.applied, written.skipped), (0, 5));
+    assert!(requests(&log).is_empty());
 }
