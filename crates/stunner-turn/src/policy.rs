@@ -83,6 +83,17 @@ impl PeerPolicy {
             .flat_map(|c| c.names.iter().map(String::as_str))
     }
 
+    /// Takes the addresses already known for the names this policy uses, so a config
+    /// push does not refuse the peers of a STRICT_DNS cluster until the next lookup.
+    pub fn seed_resolved(&mut self, known: &HashMap<String, Vec<IpAddr>>) {
+        let names: Vec<String> = self.dns_names().map(str::to_string).collect();
+        for n in names {
+            if let Some(a) = known.get(&n) {
+                self.dns.insert(n, a.clone());
+            }
+        }
+    }
+
     /// Records the current addresses of a DNS name (an empty list admits nothing).
     pub fn set_resolved(&mut self, name: &str, addrs: Vec<IpAddr>) {
         self.dns.insert(name.to_string(), addrs);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use stunner_config::{Change, ClusterType, StunnerConfig, diff};
 
 use crate::Error;
-use crate::listener::{Listener, Step, Update};
+use crate::listener::{Listener, Resolved, Step, Update};
 use crate::relays::Reservations;
 
 /// What `/status` shows of one listener.
@@ -26,6 +26,19 @@ pub struct ListenerStats {
     pub allocations: usize,
 }
 
+/// The STRICT_DNS names of `c`, sorted.
+fn dns_names(c: &StunnerConfig) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .clusters
+        .iter()
+        .filter(|c| c.cluster_type == ClusterType::StrictDns)
+        .flat_map(|c| c.endpoints.iter().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The dataplane.
 pub struct Daemon {
     config: Option<StunnerConfig>,
@@ -34,6 +47,9 @@ pub struct Daemon {
     draining: bool,
     reservations: Arc<Reservations>,
     faults: BTreeMap<String, Step>,
+    /// The last addresses of each STRICT_DNS name in use (the control plane's lookups),
+    /// given to every new core config.
+    resolved: Resolved,
 }
 
 impl Daemon {
@@ -47,6 +63,7 @@ impl Daemon {
             draining: false,
             reservations: Arc::default(),
             faults: BTreeMap::new(),
+            resolved: Resolved::new(),
         }
     }
 
@@ -88,9 +105,10 @@ impl Daemon {
                 source: Box::new(e),
             };
             match self.listeners.get(&lc.name) {
-                Some(l) if !fresh => {
-                    updates.push((lc.name.clone(), l.plan_update(&new, lc).map_err(failed)?))
-                }
+                Some(l) if !fresh => updates.push((
+                    lc.name.clone(),
+                    l.plan_update(&new, lc, &self.resolved).map_err(failed)?,
+                )),
                 _ => {
                     // A listener going away on this port and socket type hands its
                     // sockets over (a restart on its own port, a rename).
@@ -107,6 +125,7 @@ impl Daemon {
                         &self.reservations,
                         inherited,
                         fault,
+                        &self.resolved,
                     )
                     .map_err(failed)?;
                     started.push(l);
@@ -138,6 +157,8 @@ impl Daemon {
                 l.update(u);
             }
         }
+        let in_use = dns_names(&new);
+        self.resolved.retain(|n, _| in_use.contains(n));
         tracing::info!(target: "reconciler", config = %new, "config applied");
         self.config = Some(new);
         Ok(())
@@ -152,22 +173,22 @@ impl Daemon {
 
     /// The STRICT_DNS names of the applied config.
     pub fn dns_names(&self) -> Vec<String> {
-        let Some(c) = &self.config else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = c
-            .clusters
-            .iter()
-            .filter(|c| c.cluster_type == ClusterType::StrictDns)
-            .flat_map(|c| c.endpoints.iter().cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        self.config.as_ref().map(dns_names).unwrap_or_default()
     }
 
-    /// Feeds the current addresses of a STRICT_DNS name to every worker.
-    pub fn set_resolved(&self, name: &str, addrs: &[IpAddr]) {
+    /// The STRICT_DNS names of `config` with no known addresses yet: resolve them
+    /// before applying it, so its new peers are admitted from the first packet.
+    pub fn unresolved(&self, config: &StunnerConfig) -> Vec<String> {
+        dns_names(config)
+            .into_iter()
+            .filter(|n| !self.resolved.contains_key(n))
+            .collect()
+    }
+
+    /// Records the current addresses of a STRICT_DNS name and feeds them to every
+    /// worker; they are kept for the configs applied later that still use the name.
+    pub fn set_resolved(&mut self, name: &str, addrs: &[IpAddr]) {
+        self.resolved.insert(name.to_string(), addrs.to_vec());
         for l in self.listeners.values() {
             l.resolved(name, addrs);
         }

@@ -11,6 +11,9 @@ use crate::relays::Reservations;
 use crate::worker::{Control, Handle};
 use crate::{Error, dtls, net, tcp, tls, udp};
 
+/// The last addresses of each STRICT_DNS name, kept by the daemon across config pushes.
+pub(crate) type Resolved = std::collections::HashMap<String, Vec<std::net::IpAddr>>;
+
 pub(crate) struct Listener {
     pub(crate) config: ListenerConfig,
     workers: Vec<Handle>,
@@ -98,8 +101,10 @@ impl Listener {
         reservations: &Arc<Reservations>,
         inherited: Option<&Sockets>,
         fault: Option<Step>,
+        resolved: &Resolved,
     ) -> Result<Self, Error> {
-        let sc = ServerConfig::for_listener(config, &l.name)?;
+        let mut sc = ServerConfig::for_listener(config, &l.name)?;
+        sc.policy.seed_resolved(resolved);
         let (tls, dtls) = contexts(l, None)?;
         let n = udp_threads.max(1);
         let bound = match inherited {
@@ -167,10 +172,13 @@ impl Listener {
         &self,
         config: &StunnerConfig,
         l: &ListenerConfig,
+        resolved: &Resolved,
     ) -> Result<Update, Error> {
         let (tls, dtls) = contexts(l, Some(&self.config))?;
+        let mut server = ServerConfig::for_listener(config, &l.name)?;
+        server.policy.seed_resolved(resolved);
         Ok(Update {
-            server: ServerConfig::for_listener(config, &l.name)?,
+            server,
             tls,
             dtls,
             config: l.clone(),

@@ -293,10 +293,15 @@ impl Control {
         if let Some(l) = &self.log_override {
             c.admin.log_level = l.clone();
         }
+        // Names this config adds are looked up before it applies, names it keeps keep
+        // their addresses: a push never refuses a STRICT_DNS peer it still routes.
+        let new_names = self.daemon.unresolved(&c);
+        for (name, addrs) in self.dns.resolve_all(new_names).await {
+            self.daemon.set_resolved(&name, &addrs);
+        }
         self.daemon.apply(c.clone())?;
         self.log.set(&c.admin.log_level);
         self.ensure_admin(&c).await;
-        self.resolve().await;
         let ready = !c.is_zero() && self.daemon.listeners_up();
         if ready {
             self.state.ready.store(true, Ordering::Relaxed);
@@ -306,9 +311,9 @@ impl Control {
     }
 
     /// Re-resolves the STRICT_DNS names and feeds the workers.
-    async fn resolve(&self) {
-        for name in self.daemon.dns_names() {
-            let addrs = self.dns.resolve(&name).await;
+    async fn resolve(&mut self) {
+        let names = self.daemon.dns_names();
+        for (name, addrs) in self.dns.resolve_all(names).await {
             self.daemon.set_resolved(&name, &addrs);
         }
     }
