@@ -22,6 +22,7 @@ struct Inner {
     updater_active: AtomicU64,
     ops: Mutex<BTreeMap<(String, String), u64>>,
     failed_ops: Mutex<BTreeMap<(String, String), u64>>,
+    conflicts: Mutex<BTreeMap<String, u64>>,
     /// Writes the last pass could not make (failed or not started).
     unwritten: AtomicU64,
 }
@@ -111,6 +112,13 @@ impl Metrics {
         }
     }
 
+    /// An apply was refused by a field-manager conflict and left alone.
+    pub fn conflict(&self, kind: &str) {
+        if let Ok(mut m) = self.0.conflicts.lock() {
+            *m.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+
     /// The last pass left `n` writes undone; they are retried with backoff.
     pub fn unwritten(&self, n: usize) {
         self.0.unwritten.store(n as u64, Ordering::Relaxed);
@@ -183,6 +191,16 @@ impl Metrics {
             failed
                 .into_iter()
                 .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
+                .collect(),
+        );
+        let conflicts = i.conflicts.lock().map(|m| m.clone()).unwrap_or_default();
+        metric(
+            "resource_operation_conflicts_total",
+            "counter",
+            "Applies refused because another field manager owns a field we render (not forced).",
+            conflicts
+                .into_iter()
+                .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v))
                 .collect(),
         );
         metric(

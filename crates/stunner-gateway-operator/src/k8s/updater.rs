@@ -57,6 +57,9 @@ pub struct Written {
     pub errors: usize,
     /// Writes not started because we stopped being the leader.
     pub skipped: usize,
+    /// Applies refused because another field manager owns a field we set to another
+    /// value: reported, not forced, not retried until the desired object changes.
+    pub conflicts: usize,
 }
 
 impl Written {
@@ -73,6 +76,7 @@ impl Written {
             Outcome::Deleted => self.deleted += 1,
             Outcome::Failed => self.errors += 1,
             Outcome::Skipped => self.skipped += 1,
+            Outcome::Conflict => self.conflicts += 1,
         }
     }
 }
@@ -86,7 +90,36 @@ enum Outcome {
     Deleted,
     Failed,
     Skipped,
+    Conflict,
 }
+
+/// Field managers whose fields we take over with a forced apply: upstream's operator
+/// (controller-runtime names an Update's manager after the binary, `/manager`) and
+/// kubectl's client-side-apply migration. Anyone else's field is theirs: a conflict is
+/// reported and left alone, never fought over.
+pub const TAKE_OVER: &[&str] = &["manager", "before-first-apply"];
+
+/// The field managers a 409 apply conflict names (`conflict with "NAME" ...`).
+pub fn conflicting_managers(s: &kube::core::Status) -> Vec<String> {
+    let mut texts: Vec<&str> = vec![s.message.as_str()];
+    if let Some(d) = &s.details {
+        texts.extend(d.causes.iter().map(|c| c.message.as_str()));
+    }
+    let mut out = Vec::new();
+    for t in texts {
+        for part in t.split("conflict with \"").skip(1) {
+            if let Some(name) = part.split('"').next()
+                && !out.iter().any(|m| m == name)
+            {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A write's result: done, refused by a conflict (the API's message), or failed.
+type CallResult = Result<Option<String>, kube::Error>;
 
 /// Writes in flight at once: enough to hide round trips with many Gateways, few enough
 /// not to trip the API server's priority and fairness limits for one client.
@@ -97,6 +130,8 @@ pub struct Updater {
     client: Client,
     metrics: Metrics,
     lead: Option<watch::Receiver<Lead>>,
+    /// Conflicts already logged, by object, with their message (logged once each).
+    reported: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 fn key_of<K: Resource>(o: &K) -> Key {
@@ -113,6 +148,7 @@ impl Updater {
             client,
             metrics,
             lead: None,
+            reported: std::sync::Mutex::default(),
         }
     }
 
@@ -132,7 +168,7 @@ impl Updater {
     /// Runs one API call under the lead check and [`WRITE_TIMEOUT`], and records it.
     async fn write<F>(&self, kind: &str, op: &str, name: &str, ok: Outcome, call: F) -> Outcome
     where
-        F: std::future::Future<Output = Result<(), kube::Error>>,
+        F: std::future::Future<Output = CallResult>,
     {
         if !self.may_write() {
             return Outcome::Skipped;
@@ -141,10 +177,25 @@ impl Updater {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {WRITE_TIMEOUT:?}")),
         };
+        let object = format!("{kind} {name}");
         match r {
-            Ok(()) => {
+            Ok(None) => {
                 self.metrics.resource_op(kind, op);
+                if let Ok(mut m) = self.reported.lock() {
+                    m.remove(&object);
+                }
                 ok
+            }
+            Ok(Some(conflict)) => {
+                self.metrics.conflict(kind);
+                let fresh = self.reported.lock().is_ok_and(|mut m| {
+                    m.insert(object.clone(), conflict.clone()).as_ref() != Some(&conflict)
+                });
+                if fresh {
+                    tracing::warn!(target: "operator", kind, object = name, error = %conflict,
+                        "another field manager owns fields we render: left as it is (remove its fields, or let it own the object)");
+                }
+                Outcome::Conflict
             }
             Err(e) => {
                 self.metrics.write_failed(kind, op);
@@ -168,13 +219,24 @@ impl Updater {
         let (ns, name) = key_of(obj);
         let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
         let call = async {
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&want),
-            )
-            .await
-            .map(|_| ())
+            let patch = Patch::Apply(&want);
+            match api
+                .patch(&name, &PatchParams::apply(FIELD_MANAGER), &patch)
+                .await
+            {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let managers = conflicting_managers(&s);
+                    if managers.is_empty()
+                        || !managers.iter().all(|m| TAKE_OVER.contains(&m.as_str()))
+                    {
+                        return Ok(Some(s.message.clone()));
+                    }
+                    let force = PatchParams::apply(FIELD_MANAGER).force();
+                    api.patch(&name, &force, &patch).await.map(|_| None)
+                }
+                Err(e) => Err(e),
+            }
         };
         self.write(
             &K::kind(&()),
@@ -209,8 +271,9 @@ impl Updater {
                 &Patch::Apply(&body),
             )
             .await
-            .map(|_| ())
+            .map(|_| None)
         };
+        // Status conditions are ours alone: forced.
         self.write(&K::kind(&()), "status", name, Outcome::Status, call)
             .await
     }
@@ -270,8 +333,8 @@ impl Updater {
             };
             // Already gone is what we wanted.
             match r {
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                other => other,
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+                other => other.map(|()| None),
             }
         };
         let name = format!("{}/{}", d.namespace, d.name);

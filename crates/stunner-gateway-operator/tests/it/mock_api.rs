@@ -133,7 +133,9 @@ fn requests(log: &Log) -> Vec<(String, String)> {
         .collect()
 }
 
-const APPLY: &str = "?&force=true&fieldManager=stunner-gateway-operator";
+/// Objects are applied unforced (a conflict is reported, not fought); statuses forced.
+const APPLY: &str = "?&fieldManager=stunner-gateway-operator";
+const FORCE: &str = "?&force=true&fieldManager=stunner-gateway-operator";
 
 #[tokio::test]
 async fn create_writes_objects_and_statuses_with_server_side_apply() {
@@ -146,14 +148,15 @@ async fn create_writes_objects_and_statuses_with_server_side_apply() {
         (2, 3, 0)
     );
     let p = |path: &str| ("PATCH".to_string(), format!("{path}{APPLY}"));
+    let f = |path: &str| ("PATCH".to_string(), format!("{path}{FORCE}"));
     assert_eq!(
         requests(&log),
         vec![
             p("/api/v1/namespaces/stunner/services/udp-gateway"),
             p("/apis/apps/v1/namespaces/stunner/deployments/udp-gateway"),
-            p("/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways/udp-gateway/status"),
-            p("/apis/gateway.networking.k8s.io/v1/gatewayclasses/stunner-gatewayclass/status"),
-            p("/apis/stunner.l7mp.io/v1/namespaces/stunner/udproutes/iperf-server/status"),
+            f("/apis/gateway.networking.k8s.io/v1/namespaces/stunner/gateways/udp-gateway/status"),
+            f("/apis/gateway.networking.k8s.io/v1/gatewayclasses/stunner-gatewayclass/status"),
+            f("/apis/stunner.l7mp.io/v1/namespaces/stunner/udproutes/iperf-server/status"),
         ]
     );
     let bodies = log.lock().unwrap().clone();
@@ -462,4 +465,74 @@ async fn a_leader_past_its_deadline_writes_nothing() {
         .await;
     assert_eq!((written.applied, written.skipped), (0, 5));
     assert!(requests(&log).is_empty());
+}
+
+fn conflict_with(manager: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+        "message": format!("Apply failed with 1 conflict: conflict with \"{manager}\" using v1: .spec.sessionAffinity"),
+        "details": {"causes": [{"reason": "FieldManagerConflict", "message": format!("conflict with \"{manager}\" using v1"), "field": ".spec.sessionAffinity"}]},
+        "metadata": {}})
+}
+
+/// `kubectl edit` owns a field we render: one unforced apply, refused, reported; no force.
+fn user_owns(m: &str, uri: &str, b: &Value) -> (u16, Value) {
+    if m == "PATCH" && uri.contains("/services/") && !uri.contains("force=true") {
+        return (409, conflict_with("kubectl-edit"));
+    }
+    echo(m, uri, b)
+}
+
+/// Upstream's operator (manager "manager") owns it: taken over with a forced apply.
+fn upstream_owns(m: &str, uri: &str, b: &Value) -> (u16, Value) {
+    if m == "PATCH" && uri.contains("/services/") && !uri.contains("force=true") {
+        return (409, conflict_with("manager"));
+    }
+    echo(m, uri, b)
+}
+
+fn service_only() -> (stunner_gateway::Desired, World) {
+    let w = world("managed-basic");
+    let d = render(&w, &RenderOptions::default());
+    let mut st = stored(w, &d);
+    st.services.clear();
+    (d, st)
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_manager_is_reported_not_forced() {
+    let (client, log) = mock(user_owns);
+    let (d, w) = service_only();
+    let metrics = Metrics::default();
+    let written = Updater::new(client, metrics.clone()).apply(&d, &w).await;
+    assert_eq!(
+        (written.applied, written.conflicts, written.errors),
+        (0, 1, 0)
+    );
+    assert!(written.complete(), "a conflict is not retried");
+    assert_eq!(
+        requests(&log),
+        vec![(
+            "PATCH".to_string(),
+            format!("/api/v1/namespaces/stunner/services/udp-gateway{APPLY}")
+        )]
+    );
+    assert!(metrics.text().contains(
+        "stunner_gateway_operator_resource_operation_conflicts_total{kind=\"Service\"} 1\n"
+    ));
+}
+
+#[tokio::test]
+async fn fields_of_the_upstream_operator_are_taken_over() {
+    let (client, log) = mock(upstream_owns);
+    let (d, w) = service_only();
+    let written = Updater::new(client, Metrics::default()).apply(&d, &w).await;
+    assert_eq!((written.applied, written.conflicts), (1, 0));
+    let path = "/api/v1/namespaces/stunner/services/udp-gateway";
+    assert_eq!(
+        requests(&log),
+        vec![
+            ("PATCH".to_string(), format!("{path}{APPLY}")),
+            ("PATCH".to_string(), format!("{path}{FORCE}"))
+        ]
+    );
 }
