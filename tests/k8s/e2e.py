@@ -17,6 +17,7 @@ import time
 import traceback
 
 from kube import *  # noqa: F403 - the shared helpers
+import faults
 import operator_host
 
 
@@ -659,7 +660,7 @@ CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_
 
 CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
          case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_legacy,
-         *operator_host.CASES]
+         *operator_host.CASES, *faults.CASES, faults.case_control_plane_restarts]
 
 
 # Run only when named: upstream_dataplane does not pass yet (the upstream stunnerd pod,
@@ -701,7 +702,8 @@ def main():
             # leaves a clean cluster for the next case.
             if case not in CHAIN:
                 C.reset()
-        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_upstream_dataplane, case_legacy):
+        if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_upstream_dataplane, case_legacy,
+                    faults.case_control_plane_restarts):
             C.reset()
     if os.environ.get("K8S_E2E_KEEP") != "1":
         C.reset()

@@ -9,6 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
@@ -125,7 +126,7 @@ pub async fn heartbeats(agent: Arc<Agent>, kubelet_port: u16) {
 pub async fn pods(agent: Arc<Agent>) {
     let api: Api<Pod> = Api::all(agent.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node));
-    let mut stream = watcher::watcher(api, cfg).boxed();
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Apply(p) | Event::InitApply(p)) => {

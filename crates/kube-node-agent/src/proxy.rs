@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -53,12 +54,15 @@ pub async fn watch(client: kube::Client, shared: Shared) {
             Api::<Service>::all(client.clone()),
             watcher::Config::default(),
         )
+        .default_backoff()
         .boxed();
         let c2 = client;
         let sh = s.clone();
         let slices = tokio::spawn(async move {
             let mut st =
-                watcher::watcher(Api::<EndpointSlice>::all(c2), watcher::Config::default()).boxed();
+                watcher::watcher(Api::<EndpointSlice>::all(c2), watcher::Config::default())
+                    .default_backoff()
+                    .boxed();
             while let Some(ev) = st.next().await {
                 let Ok(mut cat) = sh.catalog.write() else {
                     return;

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 
@@ -242,7 +243,9 @@ async fn unschedulable(agent: &Agent, pod: &Pod, message: &str) {
 /// of the node's goes and frees its ports), and every 2 s while some pod is left pending.
 pub async fn run(agent: Arc<Agent>) {
     let pods: Api<Pod> = Api::all(agent.client.clone());
-    let mut events = watcher::watcher(pods, watcher::Config::default()).boxed();
+    let mut events = watcher::watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut retry = tokio::time::interval(Duration::from_secs(2));
     let mut said = BTreeMap::new();
     let mut pending = 0;
