@@ -239,7 +239,8 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
         let generation = metrics.render(t0.elapsed());
         store.update_all(d.configs.clone());
         ready.store(true, Ordering::Relaxed);
-        let _ = desired_tx.send(Some((generation, d, Arc::new(world.clone()))));
+        let live = Arc::new(updater::live_subset(&d, world));
+        let _ = desired_tx.send(Some((generation, d, live)));
     })
     .await;
     tracing::info!(target: "operator", "shutting down");

@@ -383,6 +383,35 @@ impl Updater {
     }
 }
 
+/// The live objects the updater compares `desired` with, and nothing else: cloning the
+/// whole World for every render would copy every Node, Service and EndpointSlice of the
+/// cluster; this copies what the render writes (a few objects per Gateway).
+pub fn live_subset(desired: &Desired, world: &World) -> World {
+    fn pick<T: Clone>(
+        from: &std::collections::BTreeMap<Key, T>,
+        keys: impl Iterator<Item = Key>,
+    ) -> std::collections::BTreeMap<Key, T> {
+        keys.filter_map(|k| from.get(&k).map(|o| (k, o.clone())))
+            .collect()
+    }
+    let mut w = World::new();
+    w.services = pick(&world.services, desired.services.iter().map(key_of));
+    w.deployments = pick(&world.deployments, desired.deployments.iter().map(key_of));
+    w.config_maps = pick(&world.config_maps, desired.config_maps.iter().map(key_of));
+    let targets = |kind: &'static str| {
+        desired
+            .statuses
+            .iter()
+            .filter(move |s| s.target.kind == kind)
+            .map(|s| (s.target.namespace.clone(), s.target.name.clone()))
+    };
+    w.gateway_classes = pick(&world.gateway_classes, targets("GatewayClass"));
+    w.gateways = pick(&world.gateways, targets("Gateway"));
+    w.udp_routes = pick(&world.udp_routes, targets("UDPRoute"));
+    w.udp_routes_v1a2 = pick(&world.udp_routes_v1a2, targets("UDPRoute"));
+    w
+}
+
 /// One render for the updater: its generation, what to write, and the World it saw.
 pub type Render = Option<(u64, Desired, std::sync::Arc<World>)>;
 

@@ -536,3 +536,27 @@ async fn fields_of_the_upstream_operator_are_taken_over() {
         ]
     );
 }
+
+/// The updater sees only the live objects a render writes: unrelated Services are not
+/// copied, and against that subset nothing stored is written again.
+#[tokio::test]
+async fn the_updater_works_on_the_live_objects_it_writes_only() {
+    let (client, log) = mock(echo);
+    let w = world("managed-basic");
+    let d = render(&w, &RenderOptions::default());
+    let mut st = stored(w, &d);
+    for i in 0..1000 {
+        let mut s = k8s_openapi::api::core::v1::Service::default();
+        s.metadata.namespace = Some(format!("ns-{}", i % 20));
+        s.metadata.name = Some(format!("svc-{i}"));
+        st.insert(stunner_gateway::Object::Service(s));
+    }
+    let live = stunner_gateway_operator::k8s::updater::live_subset(&d, &st);
+    assert_eq!(live.services.len(), d.services.len());
+    assert_eq!(live.deployments.len(), d.deployments.len());
+    assert_eq!(live.gateways.len(), 1);
+    assert!(live.nodes.is_empty() && live.endpoint_slices.is_empty());
+    let written = Updater::new(client, Metrics::default()).apply(&d, &live).await;
+    assert_eq!(written, Default::default());
+    assert!(requests(&log).is_empty());
+}
