@@ -2,6 +2,7 @@
 //! `Replace` so the World never shows a half-listed kind (a render then could delete
 //! objects that merely had not arrived yet).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 
 use futures_util::StreamExt;
@@ -9,8 +10,11 @@ use gateway_api::apis::experimental::udproutes::UdpRoute;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, NodeStatus, Secret, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -29,6 +33,58 @@ pub enum Change {
     Replace(Kind, Vec<Object>),
 }
 
+/// What every object loses on arrival: its managedFields (often half its size), which
+/// nothing renders from or compares.
+fn trim<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+/// A Node is read for its addresses only (the NodePort fallback): the rest (images,
+/// conditions and their heartbeats, capacity, the resourceVersion) is dropped on arrival,
+/// and an update that leaves the rest unchanged is not passed on at all, so thousands of
+/// nodes reporting status do not keep the renderer busy.
+pub fn trim_node(n: &mut Node) {
+    let m = std::mem::take(&mut n.metadata);
+    n.metadata = ObjectMeta {
+        name: m.name,
+        uid: m.uid,
+        labels: m.labels,
+        ..ObjectMeta::default()
+    };
+    n.spec = None;
+    let addresses = n.status.take().and_then(|s| s.addresses);
+    n.status = Some(NodeStatus {
+        addresses,
+        ..NodeStatus::default()
+    });
+}
+
+/// A fingerprint of a trimmed object, to drop updates that change nothing we keep.
+fn fingerprint<K: serde::Serialize>(o: &K) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(o).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// How a kind's objects are cut down on arrival.
+#[derive(Clone, Copy)]
+struct Trim<K> {
+    cut: fn(&mut K),
+    /// Drop updates whose trimmed object did not change (only sound when `cut` removes
+    /// the resourceVersion, or every update would differ).
+    dedupe: bool,
+}
+
+impl<K: Resource> Trim<K> {
+    fn meta() -> Self {
+        Self {
+            cut: trim::<K>,
+            dedupe: false,
+        }
+    }
+}
+
 fn spawn<K>(
     api: Api<K>,
     cfg: watcher::Config,
@@ -36,20 +92,50 @@ fn spawn<K>(
     wrap: fn(K) -> Object,
     tx: mpsc::Sender<Change>,
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
+{
+    spawn_trimmed(api, cfg, kind, wrap, Trim::meta(), tx);
+}
+
+fn spawn_trimmed<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: Kind,
+    wrap: fn(K) -> Object,
+    trim: Trim<K>,
+    tx: mpsc::Sender<Change>,
+) where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug + Send + Sync + 'static,
 {
     tokio::spawn(async move {
         let mut stream = watcher(api, cfg).boxed();
         let mut relist: Vec<Object> = Vec::new();
+        let mut seen: HashMap<(Option<String>, Option<String>), u64> = HashMap::new();
+        let id = |o: &K| (o.meta().namespace.clone(), o.meta().name.clone());
         while let Some(ev) = stream.next().await {
             let change = match ev {
-                Ok(watcher::Event::Apply(o)) => Change::Apply(wrap(o)),
-                Ok(watcher::Event::Delete(o)) => Change::Delete(wrap(o)),
+                Ok(watcher::Event::Apply(mut o)) => {
+                    (trim.cut)(&mut o);
+                    if trim.dedupe && seen.insert(id(&o), fingerprint(&o)) == Some(fingerprint(&o))
+                    {
+                        continue;
+                    }
+                    Change::Apply(wrap(o))
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    seen.remove(&id(&o));
+                    Change::Delete(wrap(o))
+                }
                 Ok(watcher::Event::Init) => {
                     relist.clear();
+                    seen.clear();
                     continue;
                 }
-                Ok(watcher::Event::InitApply(o)) => {
+                Ok(watcher::Event::InitApply(mut o)) => {
+                    (trim.cut)(&mut o);
+                    if trim.dedupe {
+                        seen.insert(id(&o), fingerprint(&o));
+                    }
                     relist.push(wrap(o));
                     continue;
                 }
@@ -253,11 +339,15 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>, source: EndpointSou
         Object::Namespace,
         tx.clone(),
     );
-    spawn(
+    spawn_trimmed(
         Api::<Node>::all(client.clone()),
         all(),
         Kind::Node,
         Object::Node,
+        Trim {
+            cut: trim_node,
+            dedupe: true,
+        },
         tx.clone(),
     );
     spawn(
@@ -274,4 +364,66 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>, source: EndpointSou
         Object::ConfigMap,
         tx,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn node(heartbeat: Timestamp, rv: &str, ip: &str) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some("node-1".into()),
+                resource_version: Some(rv.into()),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(vec![NodeAddress {
+                    type_: "ExternalIP".into(),
+                    address: ip.into(),
+                }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    last_heartbeat_time: Some(Time(heartbeat)),
+                    ..NodeCondition::default()
+                }]),
+                ..NodeStatus::default()
+            }),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn a_node_keeps_its_addresses_and_heartbeats_change_nothing() {
+        let t0 = Timestamp::now();
+        let (mut a, mut b) = (
+            node(t0, "1", "10.0.0.1"),
+            node(
+                t0 + k8s_openapi::jiff::SignedDuration::from_secs(10),
+                "2",
+                "10.0.0.1",
+            ),
+        );
+        trim_node(&mut a);
+        trim_node(&mut b);
+        assert_eq!(a.metadata.name.as_deref(), Some("node-1"));
+        assert!(a.metadata.managed_fields.is_none() && a.metadata.resource_version.is_none());
+        let st = a.status.as_ref().unwrap();
+        assert!(st.conditions.is_none());
+        assert_eq!(st.addresses.as_ref().unwrap()[0].address, "10.0.0.1");
+        assert_eq!(
+            fingerprint(&a),
+            fingerprint(&b),
+            "a heartbeat is not a change"
+        );
+        let mut c = node(t0, "3", "10.0.0.2");
+        trim_node(&mut c);
+        assert_ne!(fingerprint(&a), fingerprint(&c), "a new address is");
+    }
 }

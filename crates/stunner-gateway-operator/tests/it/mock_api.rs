@@ -556,7 +556,9 @@ async fn the_updater_works_on_the_live_objects_it_writes_only() {
     assert_eq!(live.deployments.len(), d.deployments.len());
     assert_eq!(live.gateways.len(), 1);
     assert!(live.nodes.is_empty() && live.endpoint_slices.is_empty());
-    let written = Updater::new(client, Metrics::default()).apply(&d, &live).await;
+    let written = Updater::new(client, Metrics::default())
+        .apply(&d, &live)
+        .await;
     assert_eq!(written, Default::default());
     assert!(requests(&log).is_empty());
 }
