@@ -254,16 +254,16 @@ class Proc:
             self.proc.wait()
 
 
-def standalone_operator(turn_port):
-    """Our operator in standalone mode on examples/gateway (TURN port changed), CDS on a
-    free port; returns (Proc, CDS address)."""
+def standalone_operator(turn_port, cds=None):
+    """Our operator in standalone mode on examples/gateway (TURN port changed), CDS on
+    `cds` or a free port; returns (Proc, CDS address)."""
     d = os.path.join(WORK, "manifests")
     os.makedirs(d, exist_ok=True)
     text = open("examples/gateway/gateway.yaml").read().replace("port: 3478", f"port: {turn_port}")
     # No fixed health port: readiness is seen through the relay.
     text += "\n---\napiVersion: stunner.l7mp.io/v1\nkind: Dataplane\nmetadata: {name: default}\nspec: {disableHealthCheck: true}\n"
     open(os.path.join(d, "gateway.yaml"), "w").write(text)
-    cds = f"127.0.0.1:{free_port()}"
+    cds = cds or f"127.0.0.1:{free_port()}"
     op = Proc([os.path.join(OURS, "stunner-gateway-operator"), "standalone", "-f", d,
                "--config-discovery-address", cds, "--poll-interval", "200ms"], "operator")
     return op, cds
@@ -274,11 +274,18 @@ def case_upstream_stunnerd_on_our_cds():
     example Gateway) and relays upstream turncat's traffic; upstream stunnerctl reads the
     same config from our CDS."""
     turn_port = free_both()
-    op, cds = standalone_operator(turn_port)
     env = clean_env()
     env["STUNNER_ADDR"] = "127.0.0.1"
+    # Upstream v1.2.1 races with itself when the first real config turns off the health
+    # check that its boot config started: the server goroutine reads the field that the
+    # reconcile has just set to nil, and stunnerd dies (nil dereference in
+    # reconcileHealthCheck; 1 run in 6 here). Upstream is started first, so its boot-time
+    # health server is serving before our CDS (which it keeps retrying) answers.
+    cds = f"127.0.0.1:{free_port()}"
     d = Proc([os.path.join(UP, "stunnerd"), "-c", cds, "-i", "stunner/udp-gateway", "-w", "-l", "all:INFO"],
              "stunnerd-upstream-cds", env=env)
+    time.sleep(1.5)
+    op, cds = standalone_operator(turn_port, cds)
     echo = Echo()
     try:
         p, lport = turncat("upstream", "udp", turn_port, echo.port)
