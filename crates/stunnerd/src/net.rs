@@ -43,7 +43,7 @@ pub(crate) fn udp_listener(port: u16, reuse_port: bool) -> Result<std::net::UdpS
     // per segment. Bursts of 8 x 1200 B cost 15-20 % less server CPU with it, and paired
     // paced runs lose no more without it (docs/PERFORMANCE.md). `STUNNERD_NO_GRO=1`
     // turns it off.
-    crate::batch::enable_gro(std::os::fd::AsRawFd::as_raw_fd(&s));
+    crate::batch::enable_gro(&s);
     Ok(s.into())
 }
 
@@ -74,7 +74,7 @@ pub(crate) fn relay_socket_at(
     };
     s.bind(&any.into())?;
     let _ = s.set_recv_buffer_size(1 << 20);
-    crate::batch::enable_gro(std::os::fd::AsRawFd::as_raw_fd(&s));
+    crate::batch::enable_gro(&s);
     let port = s
         .local_addr()?
         .as_socket()

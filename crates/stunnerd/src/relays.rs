@@ -147,7 +147,7 @@ impl Relays {
             by_addr
                 .get(&from)
                 .and_then(|t| by_token.get(t))
-                .map(|r| std::os::fd::AsRawFd::as_raw_fd(&r.socket))
+                .map(|r| &r.socket)
         });
     }
 }

@@ -2,7 +2,6 @@
 //! 4-tuple hash keeps each client on one worker, so its allocation lives here only.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
@@ -38,7 +37,7 @@ impl Clients for UdpClients<'_> {
 impl Drop for UdpClients<'_> {
     fn drop(&mut self) {
         if self.tx.len() > 0 {
-            let sent = self.tx.flush(self.socket.as_raw_fd());
+            let sent = self.tx.flush(&self.socket);
             self.shared
                 .tx_packets
                 .fetch_add(sent as u64, Ordering::Relaxed);
@@ -137,7 +136,7 @@ fn read_clients(
     tx: &mut SendBatch,
 ) {
     for _ in 0..READ_BUDGET / BATCH {
-        let n = match core.rx.recv(socket.as_raw_fd()) {
+        let n = match core.rx.recv(socket) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };

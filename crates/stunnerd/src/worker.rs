@@ -201,7 +201,7 @@ impl Core {
                 return;
             };
             let relay_addr = relay.addr;
-            let n = match self.rx.recv(std::os::fd::AsRawFd::as_raw_fd(&relay.socket)) {
+            let n = match self.rx.recv(&relay.socket) {
                 Ok(0) => return,
                 Ok(n) => n,
                 Err(_) => return,
