@@ -4,15 +4,18 @@
 //! destination leave as one message the kernel splits (UDP GSO, `UDP_SEGMENT`). No heap
 //! allocation per datagram: buffers and queues keep their capacity.
 //!
-//! Why quinn-udp (issue 15): it does the same syscalls with no `unsafe` of ours, and is
-//! maintained for quinn. Measured with `bench/udp-io.sh` (our own recvmmsg/sendmmsg/GSO
-//! code, 19 `unsafe` blocks, against quinn-udp 0.6.3; stunnerd on one core, turnload on
-//! the other, median of 5 alternated runs, CPU µs per relayed datagram, ours vs quinn-udp):
-//! 100 B closed 1.658 vs 1.616 (0.975×), 1200 B closed 1.927 vs 1.872 (0.971×), 1200 B
-//! GSO bursts of 8 0.465 vs 0.468 (1.006×), paced 40k pps 4.425 vs 4.575 (1.034×): all
-//! within the 5 % bound, so it was adopted. quinn-udp sends one `sendmsg` per run rather
-//! than one `sendmmsg` per batch; on these loads that costs nothing measurable (the GSO
-//! runs already merge what shares a destination).
+//! Why quinn-udp (issue 15): it makes the same syscalls with no `unsafe` of ours, and it
+//! is maintained for quinn. It was measured against our own recvmmsg/sendmmsg/GSO code
+//! (19 `unsafe` blocks), built side by side behind a feature flag (commit 898488a's
+//! parent plus that flag; stunnerd on one core, turnload on the other, median of 5
+//! alternated runs, CPU µs per relayed datagram, ours vs quinn-udp 0.6.3): 100 B closed
+//! 1.658 vs 1.616 (0.975×), 1200 B closed 1.927 vs 1.872 (0.971×), 1200 B GSO bursts of 8
+//! 0.465 vs 0.468 (1.006×), paced 40k pps 4.425 vs 4.575 (1.034×). All are within the 5 %
+//! bound, so it was adopted. `bench/ab.sh cd4b489 898488a` (before and after the switch)
+//! confirmed it: 0.980×, 1.010×, 1.015×, 1.022× on those cases, and 1.031× CPU per
+//! allocation under churn.
+//! quinn-udp sends one `sendmsg` per run, not one `sendmmsg` per batch; on these loads
+//! that costs nothing measurable (GSO runs already merge what shares a destination).
 //!
 //! Only `quinn_udp::UdpSocketState`'s capability probe is shared: it is made once on a
 //! throwaway loopback socket, because `UdpSocketState::new` also sets options on the
@@ -391,7 +394,8 @@ mod tests {
         let mut q = SendBatch::default();
         q.push(from, b"back");
         assert_eq!(q.flush(&b), 1);
-        a.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        a.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
         let mut buf = [0u8; 16];
         assert_eq!(a.recv(&mut buf).unwrap(), 4);
     }
