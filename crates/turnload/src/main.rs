@@ -9,7 +9,6 @@ mod churn;
 mod segments;
 
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -147,258 +146,23 @@ fn main() -> ExitCode {
 
 fn run(a: &Args) -> Result<(), String> {
     if a.churn {
-        let cpu0 = a.server_pid.and_then(cpu_seconds);
-        let (cycles, secs) = churn::run(
-            a.server,
-            &a.user,
-            &a.pass,
-            a.allocations,
-            Duration::from_secs_f64(a.duration),
-        )?;
-        let cpu1 = a.server_pid.and_then(cpu_seconds);
-        let l = &a.label;
-        println!(
-            "{l} churn_allocs_per_s={:.0} cycles={cycles}",
-            cycles as f64 / secs.max(1e-9)
-        );
-        if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
-            println!(
-                "{l} cpu_us_per_allocation={:.3}",
-                1e6 * (c1 - c0) / cycles.max(1) as f64
-            );
-        }
-        return Ok(());
+        return run_churn(a);
     }
-    let size = a.size.max(16);
-    let burst = a.burst.clamp(1, a.window.max(1));
     // The echo peer.
     let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let peer_addr = peer_std.local_addr().map_err(|e| e.to_string())?;
     peer_std.set_nonblocking(true).map_err(|e| e.to_string())?;
     segments::enable_gro(&peer_std);
-    let mut peer = UdpSocket::from_std(peer_std);
-
-    // Allocations, each with a channel to the peer.
     let rss0 = a.server_pid.and_then(rss_kib);
-    let mut allocs = Vec::new();
     let setup = Instant::now();
-    for i in 0..a.allocations {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        let mut c = Client::new(&a.user, &a.pass, TransportKind::Datagram, 1 + i as u64);
-        match exchange(
-            &s,
-            a.server,
-            &mut c,
-            Request::Allocate {
-                lifetime: Some(600),
-            },
-        )? {
-            Received::Allocated { .. } => {}
-            other => return Err(format!("allocation {i} failed: {other:?}")),
-        }
-        match exchange(
-            &s,
-            a.server,
-            &mut c,
-            Request::ChannelBind {
-                channel: 0x4000,
-                peer: peer_addr,
-            },
-        )? {
-            Received::ChannelBound => {}
-            other => return Err(format!("channel bind {i} failed: {other:?}")),
-        }
-        s.set_nonblocking(true).map_err(|e| e.to_string())?;
-        segments::enable_gro(&s);
-        allocs.push(Alloc {
-            sock: UdpSocket::from_std(s),
-            client: c,
-            in_flight: 0,
-        });
-    }
+    let allocs = allocate(a, peer_addr)?;
     let setup_secs = setup.elapsed().as_secs_f64();
     let rss1 = a.server_pid.and_then(rss_kib);
-
-    let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    poll.registry()
-        .register(&mut peer, PEER, Interest::READABLE)
-        .map_err(|e| e.to_string())?;
-    for (i, al) in allocs.iter_mut().enumerate() {
-        poll.registry()
-            .register(&mut al.sock, Token(i + 1), Interest::READABLE)
-            .map_err(|e| e.to_string())?;
-    }
-    let origin = Instant::now();
-    let mut payload = vec![0x5au8; size];
-    let stamp = |p: &mut [u8], t: Instant| {
-        let us = t.duration_since(origin).as_micros() as u64;
-        p[..8].copy_from_slice(&us.to_be_bytes());
-    };
-    // One burst: `burst` equal ChannelData frames back to back, sent as one GSO call or
-    // one datagram at a time.
-    let mut frame_buf: Vec<u8> = Vec::with_capacity(burst * (4 + size + 4));
-    let gso = a.gso;
-    let server = a.server;
-    let mut send = |al: &mut Alloc, now: Instant, payload: &mut Vec<u8>, n: usize| -> usize {
-        stamp(payload, now);
-        let f = al.client.channel_data(0x4000, payload);
-        frame_buf.clear();
-        for _ in 0..n {
-            frame_buf.extend_from_slice(&f);
-        }
-        if gso && n > 1 {
-            match segments::send(&al.sock, server, &frame_buf, f.len()) {
-                Ok(_) => n,
-                Err(_) => 0,
-            }
-        } else {
-            frame_buf
-                .chunks(f.len())
-                .filter(|c| al.sock.send_to(c, server).is_ok())
-                .count()
-        }
-    };
-
+    let mut load = Load::new(a, UdpSocket::from_std(peer_std), allocs)?;
     let cpu0 = a.server_pid.and_then(cpu_seconds);
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(a.duration);
-    let (mut sent, mut received) = (0u64, 0u64);
-    let mut rtts: Vec<u64> = Vec::with_capacity(1 << 20);
-    let mut events = Events::with_capacity(1024);
-    let mut buf = vec![0u8; 65536];
-    let mut peer_echoes: HashMap<SocketAddr, u64> = HashMap::new();
-    let paced = a.rate > 0;
-    let interval = if paced {
-        Duration::from_secs_f64(1.0 / a.rate as f64)
-    } else {
-        Duration::ZERO
-    };
-    let mut next_send = start;
-    let mut rr = 0usize;
-    if !paced {
-        for al in allocs.iter_mut() {
-            while al.in_flight + burst <= a.window.max(1) {
-                let n = send(al, Instant::now(), &mut payload, burst);
-                if n == 0 {
-                    break;
-                }
-                al.in_flight += n;
-                sent += n as u64;
-            }
-        }
-    }
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        if paced {
-            while next_send <= now && !allocs.is_empty() {
-                let n = allocs.len();
-                let al = &mut allocs[rr % n];
-                rr += 1;
-                sent += send(al, now, &mut payload, 1) as u64;
-                next_send += interval;
-            }
-        }
-        // epoll waits in whole milliseconds (mio rounds up): a paced sender that slept
-        // until its next slot would wake up to 1 ms late and then send the missed slots
-        // as one burst, adding its own queueing to the RTTs it measures. Below a
-        // millisecond it polls without sleeping instead (the generator has a core to
-        // itself in the benchmark).
-        let timeout = if paced {
-            let t = next_send.saturating_duration_since(Instant::now());
-            if t < Duration::from_millis(1) {
-                Duration::ZERO
-            } else {
-                t
-            }
-        } else {
-            Duration::from_millis(100)
-        };
-        poll.poll(
-            &mut events,
-            Some(timeout.min(end.saturating_duration_since(Instant::now()))),
-        )
-        .map_err(|e| e.to_string())?;
-        for ev in events.iter() {
-            if ev.token() == PEER {
-                echo(&peer, &mut buf, gso, &mut peer_echoes);
-                continue;
-            }
-            let i = ev.token().0 - 1;
-            loop {
-                let res = segments::recv(&allocs[i].sock, &mut buf);
-                match res {
-                    Ok((n, _, seg)) => {
-                        let mut off = 0;
-                        while off < n {
-                            let l = seg.min(n - off);
-                            let frame = &buf[off..off + l];
-                            off += l;
-                            if let Received::ChannelData { range, .. } =
-                                allocs[i].client.receive(frame)
-                                && range.len() >= 8
-                            {
-                                let mut t = [0u8; 8];
-                                t.copy_from_slice(&frame[range.start..range.start + 8]);
-                                let sent_us = u64::from_be_bytes(t);
-                                let now_us = origin.elapsed().as_micros() as u64;
-                                rtts.push(now_us.saturating_sub(sent_us));
-                                received += 1;
-                                let al = &mut allocs[i];
-                                al.in_flight = al.in_flight.saturating_sub(1);
-                            }
-                        }
-                        let al = &mut allocs[i];
-                        while !paced
-                            && al.in_flight + burst <= a.window.max(1)
-                            && Instant::now() < end
-                        {
-                            let k = send(al, Instant::now(), &mut payload, burst);
-                            if k == 0 {
-                                break;
-                            }
-                            al.in_flight += k;
-                            sent += k as u64;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    // Let stragglers arrive before counting loss.
-    let drain_until = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < drain_until {
-        let _ = poll.poll(&mut events, Some(Duration::from_millis(50)));
-        for ev in events.iter() {
-            if ev.token() == PEER {
-                echo(&peer, &mut buf, gso, &mut peer_echoes);
-                continue;
-            }
-            let i = ev.token().0 - 1;
-            while let Ok((n, _, seg)) = segments::recv(&allocs[i].sock, &mut buf) {
-                let mut off = 0;
-                while off < n {
-                    let l = seg.min(n - off);
-                    if matches!(
-                        allocs[i].client.receive(&buf[off..off + l]),
-                        Received::ChannelData { .. }
-                    ) {
-                        received += 1;
-                    }
-                    off += l;
-                }
-            }
-        }
-    }
+    let elapsed = load.measure(a)?;
+    load.drain();
     let cpu1 = a.server_pid.and_then(cpu_seconds);
-    rtts.sort_unstable();
     let l = &a.label;
     println!(
         "{l} allocations={} setup_allocs_per_s={:.0}",
@@ -411,24 +175,328 @@ fn run(a: &Args) -> Result<(), String> {
             r1.saturating_sub(r0) as f64 / a.allocations.max(1) as f64
         );
     }
+    load.report(l, elapsed, cpu0.zip(cpu1));
+    Ok(())
+}
+
+/// `--churn`: allocate/delete cycles per second and server CPU per cycle.
+fn run_churn(a: &Args) -> Result<(), String> {
+    let cpu0 = a.server_pid.and_then(cpu_seconds);
+    let (cycles, secs) = churn::run(
+        a.server,
+        &a.user,
+        &a.pass,
+        a.allocations,
+        Duration::from_secs_f64(a.duration),
+    )?;
+    let cpu1 = a.server_pid.and_then(cpu_seconds);
+    let l = &a.label;
     println!(
-        "{l} sent={sent} received={received} loss_pct={:.3}",
-        100.0 * (sent.saturating_sub(received)) as f64 / sent.max(1) as f64
-    );
-    println!("{l} delivered_per_s={:.0}", received as f64 / elapsed);
-    println!(
-        "{l} rtt_p50_ms={:.3} rtt_p99_ms={:.3}",
-        percentile(&rtts, 0.5),
-        percentile(&rtts, 0.99)
+        "{l} churn_allocs_per_s={:.0} cycles={cycles}",
+        cycles as f64 / secs.max(1e-9)
     );
     if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
-        // Each round trip is two relayed datagrams: client to peer and back.
-        let relayed = 2 * received;
         println!(
-            "{l} server_cpu_s={:.3} cpu_us_per_datagram={:.3}",
-            c1 - c0,
-            1e6 * (c1 - c0) / relayed.max(1) as f64
+            "{l} cpu_us_per_allocation={:.3}",
+            1e6 * (c1 - c0) / cycles.max(1) as f64
         );
     }
     Ok(())
+}
+
+/// `a.allocations` allocations, each with channel 0x4000 bound to the echo peer.
+fn allocate(a: &Args, peer_addr: SocketAddr) -> Result<Vec<Alloc>, String> {
+    let mut allocs = Vec::new();
+    for i in 0..a.allocations {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        let mut c = Client::new(&a.user, &a.pass, TransportKind::Datagram, 1 + i as u64);
+        let allocate = Request::Allocate {
+            lifetime: Some(600),
+        };
+        match exchange(&s, a.server, &mut c, allocate)? {
+            Received::Allocated { .. } => {}
+            other => return Err(format!("allocation {i} failed: {other:?}")),
+        }
+        let bind = Request::ChannelBind {
+            channel: 0x4000,
+            peer: peer_addr,
+        };
+        match exchange(&s, a.server, &mut c, bind)? {
+            Received::ChannelBound => {}
+            other => return Err(format!("channel bind {i} failed: {other:?}")),
+        }
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        segments::enable_gro(&s);
+        allocs.push(Alloc {
+            sock: UdpSocket::from_std(s),
+            client: c,
+            in_flight: 0,
+        });
+    }
+    Ok(allocs)
+}
+
+/// Sends bursts: `n` equal ChannelData frames back to back, each stamped with its send
+/// time, as one GSO call or one datagram at a time.
+struct Sender {
+    origin: Instant,
+    payload: Vec<u8>,
+    frame_buf: Vec<u8>,
+    gso: bool,
+    server: SocketAddr,
+}
+
+impl Sender {
+    fn send(&mut self, al: &mut Alloc, now: Instant, n: usize) -> usize {
+        let us = now.duration_since(self.origin).as_micros() as u64;
+        self.payload[..8].copy_from_slice(&us.to_be_bytes());
+        let f = al.client.channel_data(0x4000, &self.payload);
+        self.frame_buf.clear();
+        for _ in 0..n {
+            self.frame_buf.extend_from_slice(&f);
+        }
+        if self.gso && n > 1 {
+            match segments::send(&al.sock, self.server, &self.frame_buf, f.len()) {
+                Ok(_) => n,
+                Err(_) => 0,
+            }
+        } else {
+            self.frame_buf
+                .chunks(f.len())
+                .filter(|c| al.sock.send_to(c, self.server).is_ok())
+                .count()
+        }
+    }
+}
+
+/// One measured run: the allocations, the echo peer, and what came back.
+struct Load {
+    poll: Poll,
+    events: Events,
+    ready: Vec<Token>,
+    peer: UdpSocket,
+    allocs: Vec<Alloc>,
+    sender: Sender,
+    buf: Vec<u8>,
+    peer_echoes: HashMap<SocketAddr, u64>,
+    burst: usize,
+    window: usize,
+    paced: bool,
+    end: Instant,
+    rtts: Vec<u64>,
+    sent: u64,
+    received: u64,
+}
+
+impl Load {
+    fn new(a: &Args, mut peer: UdpSocket, mut allocs: Vec<Alloc>) -> Result<Self, String> {
+        let poll = Poll::new().map_err(|e| e.to_string())?;
+        poll.registry()
+            .register(&mut peer, PEER, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        for (i, al) in allocs.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut al.sock, Token(i + 1), Interest::READABLE)
+                .map_err(|e| e.to_string())?;
+        }
+        let size = a.size.max(16);
+        let burst = a.burst.clamp(1, a.window.max(1));
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(1024),
+            ready: Vec::with_capacity(1024),
+            peer,
+            allocs,
+            sender: Sender {
+                origin: Instant::now(),
+                payload: vec![0x5au8; size],
+                frame_buf: Vec::with_capacity(burst * (4 + size + 4)),
+                gso: a.gso,
+                server: a.server,
+            },
+            buf: vec![0u8; 65536],
+            peer_echoes: HashMap::new(),
+            burst,
+            window: a.window.max(1),
+            paced: a.rate > 0,
+            end: Instant::now(),
+            rtts: Vec::with_capacity(1 << 20),
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    /// The tokens of the last poll, into a buffer that keeps its capacity.
+    fn take_ready(&mut self) {
+        self.ready.clear();
+        self.ready.extend(self.events.iter().map(|ev| ev.token()));
+    }
+
+    /// Closed loop: tops allocation `i` up to its window, in bursts, until the end.
+    fn fill_window(&mut self, i: usize) {
+        let al = &mut self.allocs[i];
+        while !self.paced && al.in_flight + self.burst <= self.window && Instant::now() < self.end {
+            let k = self.sender.send(al, Instant::now(), self.burst);
+            if k == 0 {
+                break;
+            }
+            al.in_flight += k;
+            self.sent += k as u64;
+        }
+    }
+
+    /// Reads what came back on allocation `i`: an RTT per echoed frame, then refills.
+    fn read_alloc(&mut self, i: usize) {
+        while let Ok((n, _, seg)) = segments::recv(&self.allocs[i].sock, &mut self.buf) {
+            let mut off = 0;
+            while off < n {
+                let l = seg.min(n - off);
+                let frame = &self.buf[off..off + l];
+                off += l;
+                if let Received::ChannelData { range, .. } = self.allocs[i].client.receive(frame)
+                    && range.len() >= 8
+                {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(&frame[range.start..range.start + 8]);
+                    let sent_us = u64::from_be_bytes(t);
+                    let now_us = self.sender.origin.elapsed().as_micros() as u64;
+                    self.rtts.push(now_us.saturating_sub(sent_us));
+                    self.received += 1;
+                    let al = &mut self.allocs[i];
+                    al.in_flight = al.in_flight.saturating_sub(1);
+                }
+            }
+            self.fill_window(i);
+        }
+    }
+
+    /// The measured traffic for `a.duration`, closed loop or paced; returns its seconds.
+    fn measure(&mut self, a: &Args) -> Result<f64, String> {
+        let start = Instant::now();
+        self.end = start + Duration::from_secs_f64(a.duration);
+        let interval = if self.paced {
+            Duration::from_secs_f64(1.0 / a.rate as f64)
+        } else {
+            Duration::ZERO
+        };
+        let mut next_send = start;
+        let mut rr = 0usize;
+        for i in 0..self.allocs.len() {
+            self.fill_window(i);
+        }
+        loop {
+            let now = Instant::now();
+            if now >= self.end {
+                break;
+            }
+            if self.paced {
+                while next_send <= now && !self.allocs.is_empty() {
+                    let n = self.allocs.len();
+                    let al = &mut self.allocs[rr % n];
+                    rr += 1;
+                    self.sent += self.sender.send(al, now, 1) as u64;
+                    next_send += interval;
+                }
+            }
+            // epoll waits in whole milliseconds (mio rounds up): a paced sender that slept
+            // until its next slot would wake up to 1 ms late and then send the missed slots
+            // as one burst, adding its own queueing to the RTTs it measures. Below a
+            // millisecond it polls without sleeping instead (the generator has a core to
+            // itself in the benchmark).
+            let timeout = if self.paced {
+                let t = next_send.saturating_duration_since(Instant::now());
+                if t < Duration::from_millis(1) {
+                    Duration::ZERO
+                } else {
+                    t
+                }
+            } else {
+                Duration::from_millis(100)
+            };
+            let left = self.end.saturating_duration_since(Instant::now());
+            self.poll
+                .poll(&mut self.events, Some(timeout.min(left)))
+                .map_err(|e| e.to_string())?;
+            self.take_ready();
+            for k in 0..self.ready.len() {
+                let t = self.ready[k];
+                if t == PEER {
+                    echo(
+                        &self.peer,
+                        &mut self.buf,
+                        self.sender.gso,
+                        &mut self.peer_echoes,
+                    );
+                } else {
+                    self.read_alloc(t.0 - 1);
+                }
+            }
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// Lets stragglers arrive for 300 ms before loss is counted (no new sends, no RTTs).
+    fn drain(&mut self) {
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            let _ = self
+                .poll
+                .poll(&mut self.events, Some(Duration::from_millis(50)));
+            self.take_ready();
+            for k in 0..self.ready.len() {
+                let t = self.ready[k];
+                if t == PEER {
+                    echo(
+                        &self.peer,
+                        &mut self.buf,
+                        self.sender.gso,
+                        &mut self.peer_echoes,
+                    );
+                    continue;
+                }
+                let al = &mut self.allocs[t.0 - 1];
+                while let Ok((n, _, seg)) = segments::recv(&al.sock, &mut self.buf) {
+                    let mut off = 0;
+                    while off < n {
+                        let l = seg.min(n - off);
+                        if matches!(
+                            al.client.receive(&self.buf[off..off + l]),
+                            Received::ChannelData { .. }
+                        ) {
+                            self.received += 1;
+                        }
+                        off += l;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prints loss, rate, RTTs and, with `cpu` (server CPU seconds before and after),
+    /// CPU per relayed datagram.
+    fn report(&mut self, l: &str, elapsed: f64, cpu: Option<(f64, f64)>) {
+        let (sent, received) = (self.sent, self.received);
+        self.rtts.sort_unstable();
+        println!(
+            "{l} sent={sent} received={received} loss_pct={:.3}",
+            100.0 * (sent.saturating_sub(received)) as f64 / sent.max(1) as f64
+        );
+        println!("{l} delivered_per_s={:.0}", received as f64 / elapsed);
+        println!(
+            "{l} rtt_p50_ms={:.3} rtt_p99_ms={:.3}",
+            percentile(&self.rtts, 0.5),
+            percentile(&self.rtts, 0.99)
+        );
+        if let Some((c0, c1)) = cpu {
+            // Each round trip is two relayed datagrams: client to peer and back.
+            let relayed = 2 * received;
+            println!(
+                "{l} server_cpu_s={:.3} cpu_us_per_datagram={:.3}",
+                c1 - c0,
+                1e6 * (c1 - c0) / relayed.max(1) as f64
+            );
+        }
+    }
 }

@@ -62,9 +62,51 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
     let spec = &dp.spec;
     let gw_name = gw.metadata.name.clone().unwrap_or_default();
     let gw_ns = gw.metadata.namespace.clone().unwrap_or_default();
-    let mandatory = owned_labels(gw);
+    let (labels, annotations) = object_metadata(gw, opts);
+    let selector = selector(&gw_name, &gw_ns);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(gw_name),
+            namespace: Some(gw_ns),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: gateway_owner(gw),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            // Left unset (not owned) unless the Dataplane asks for a count other than 1,
+            // so a HorizontalPodAutoscaler keeps control.
+            replicas: spec.replicas.filter(|r| *r != 1),
+            selector,
+            template: PodTemplateSpec {
+                metadata: Some(pod_metadata(gw, dp)),
+                spec: Some(PodSpec {
+                    containers: vec![container(gw, dp, opts)],
+                    termination_grace_period_seconds: Some(
+                        spec.termination_grace_period_seconds.unwrap_or(3600),
+                    ),
+                    host_network: spec.host_network.filter(|h| *h),
+                    affinity: spec.affinity.clone(),
+                    tolerations: spec.tolerations.clone(),
+                    security_context: spec.security_context.clone(),
+                    image_pull_secrets: spec.image_pull_secrets.clone(),
+                    topology_spread_constraints: spec.topology_spread_constraints.clone(),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
 
-    // Gateway labels, minus those pruning tools select on, under the mandatory ones.
+/// The Deployment's labels and annotations: the Gateway's (labels minus those pruning
+/// tools select on), then the mandatory ones.
+fn object_metadata(
+    gw: &Gateway,
+    opts: &RenderOptions,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mandatory = owned_labels(gw);
     let mut labels: BTreeMap<String, String> = gw
         .metadata
         .labels
@@ -77,6 +119,14 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
     let mut annotations = gw.metadata.annotations.clone().unwrap_or_default();
     annotations.insert(names::RELATED_GATEWAY_NAME.into(), gateway_id(gw));
 
+    (labels, annotations)
+}
+
+/// The pod template's labels (the Dataplane's and the selector's) and annotations.
+fn pod_metadata(gw: &Gateway, dp: &Dataplane) -> ObjectMeta {
+    let spec = &dp.spec;
+    let gw_name = gw.metadata.name.clone().unwrap_or_default();
+    let gw_ns = gw.metadata.namespace.clone().unwrap_or_default();
     let mut pod_labels = spec.labels.clone().unwrap_or_default();
     pod_labels.insert(names::APP_LABEL.into(), names::APP_VALUE.into());
     pod_labels.insert(names::RELATED_GATEWAY_NAME.into(), gw_name.clone());
@@ -84,6 +134,19 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
     let mut pod_annotations = spec.annotations.clone().unwrap_or_default();
     pod_annotations.insert(names::RELATED_GATEWAY_NAME.into(), gateway_id(gw));
 
+    ObjectMeta {
+        labels: Some(pod_labels),
+        annotations: Some(pod_annotations),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The stunnerd container: the Dataplane's image, command, args, env and resources, the
+/// CDS origin, and probes unless the health check is off.
+fn container(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Container {
+    let spec = &dp.spec;
+    let gw_name = gw.metadata.name.clone().unwrap_or_default();
+    let gw_ns = gw.metadata.namespace.clone().unwrap_or_default();
     let mut envs = vec![
         env_field("STUNNER_ADDR", "status.podIP"),
         env("STUNNER_NAME", &gw_name),
@@ -105,7 +168,7 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
             requests: Some(BTreeMap::from([("cpu".into(), Quantity("250m".into()))])),
             ..ResourceRequirements::default()
         });
-    let container = Container {
+    Container {
         name: names::CONTAINER_NAME.into(),
         image: Some(
             spec.image
@@ -140,13 +203,17 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
         resources: Some(resources),
         security_context: spec.container_security_context.clone(),
         ..Container::default()
-    };
-    let selector = LabelSelector {
+    }
+}
+
+/// The selector of a Gateway's pods (upstream's `matchExpressions` form).
+fn selector(gw_name: &str, gw_ns: &str) -> LabelSelector {
+    LabelSelector {
         match_expressions: Some(
             [
                 (names::APP_LABEL, names::APP_VALUE.to_string()),
-                (names::RELATED_GATEWAY_NAME, gw_name.clone()),
-                (names::RELATED_GATEWAY_NAMESPACE, gw_ns.clone()),
+                (names::RELATED_GATEWAY_NAME, gw_name.to_string()),
+                (names::RELATED_GATEWAY_NAMESPACE, gw_ns.to_string()),
             ]
             .into_iter()
             .map(|(k, v)| LabelSelectorRequirement {
@@ -157,43 +224,5 @@ pub(crate) fn render(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Depl
             .collect(),
         ),
         match_labels: None,
-    };
-    Deployment {
-        metadata: ObjectMeta {
-            name: Some(gw_name),
-            namespace: Some(gw_ns),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: gateway_owner(gw),
-            ..ObjectMeta::default()
-        },
-        spec: Some(DeploymentSpec {
-            // Left unset (not owned) unless the Dataplane asks for a count other than 1,
-            // so a HorizontalPodAutoscaler keeps control.
-            replicas: spec.replicas.filter(|r| *r != 1),
-            selector,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    termination_grace_period_seconds: Some(
-                        spec.termination_grace_period_seconds.unwrap_or(3600),
-                    ),
-                    host_network: spec.host_network.filter(|h| *h),
-                    affinity: spec.affinity.clone(),
-                    tolerations: spec.tolerations.clone(),
-                    security_context: spec.security_context.clone(),
-                    image_pull_secrets: spec.image_pull_secrets.clone(),
-                    topology_spread_constraints: spec.topology_spread_constraints.clone(),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        }),
-        status: None,
     }
 }

@@ -16,7 +16,7 @@ mod status;
 use std::collections::{BTreeMap, BTreeSet};
 
 use gateway_api::apis::experimental::udproutes::{
-    UdpRouteStatus, UdpRouteStatusParents, UdpRouteStatusParentsParentRef,
+    UdpRouteParentRefs, UdpRouteStatus, UdpRouteStatusParents, UdpRouteStatusParentsParentRef,
 };
 use gateway_api::apis::standard::gatewayclasses::{GatewayClass, GatewayClassStatus};
 use gateway_api::apis::standard::gateways::{
@@ -24,7 +24,7 @@ use gateway_api::apis::standard::gateways::{
     GatewayStatusListenersSupportedKinds,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference};
 use stunner_config::{ClusterConfig, StunnerConfig};
 
 use self::listener::ListenerPlan;
@@ -569,90 +569,10 @@ impl<'w> Renderer<'w> {
                 {
                     continue;
                 }
-                let prev_conds = prev
-                    .parents
-                    .iter()
-                    .find(|p| {
-                        let r = &p.parent_ref;
-                        p.controller_name == self.opts.controller_name
-                            && (
-                                &r.group,
-                                &r.kind,
-                                &r.name,
-                                &r.namespace,
-                                &r.section_name,
-                                &r.port,
-                            ) == (
-                                &pr.group,
-                                &pr.kind,
-                                &pr.name,
-                                &pr.namespace,
-                                &pr.section_name,
-                                &pr.port,
-                            )
-                    })
-                    .map(|p| p.conditions.clone())
-                    .unwrap_or_default();
+                let prev_conds = own_parent_conditions(&prev, pr, &self.opts.controller_name);
                 let mut c = Conditions::new(&prev_conds, route.generation, &self.opts.now);
-                match key {
-                    None => c.set(
-                        "Accepted",
-                        no(),
-                        "NoMatchingParent",
-                        "parentRef does not name a Gateway",
-                    ),
-                    Some(_) if route.masked => c.set(
-                        "Accepted",
-                        no(),
-                        "Pending",
-                        "masked by a stunner.l7mp.io/v1 UDPRoute of the same name",
-                    ),
-                    Some(k) if !self.ours.contains(k) => c.set(
-                        "Accepted",
-                        no(),
-                        "NoMatchingParent",
-                        format!("parent {}/{} does not exist", k.0, k.1),
-                    ),
-                    Some(k) if self.gateway_errors.contains_key(k) => c.set(
-                        "Accepted",
-                        no(),
-                        "Pending",
-                        format!(
-                            "parent {}/{} is invalid: {}",
-                            k.0, k.1, self.gateway_errors[k]
-                        ),
-                    ),
-                    Some(k)
-                        if self
-                            .attached
-                            .contains(&(route.key.clone(), route.v1a2, k.clone())) =>
-                    {
-                        c.set(
-                            "Accepted",
-                            yes(),
-                            "Accepted",
-                            format!("parent {}/{} accepted the route", k.0, k.1),
-                        )
-                    }
-                    Some(k) => c.set(
-                        "Accepted",
-                        no(),
-                        "NotAllowedByListeners",
-                        format!("no listener of parent {}/{} admits the route", k.0, k.1),
-                    ),
-                }
-                match errors.first() {
-                    None => c.set(
-                        "ResolvedRefs",
-                        yes(),
-                        "ResolvedRefs",
-                        "all backend references resolved",
-                    ),
-                    Some(e) => {
-                        let all: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
-                        c.set("ResolvedRefs", no(), e.reason, all.join("; "));
-                    }
-                }
+                self.accepted(&mut c, route, key.as_ref());
+                resolved_refs(&mut c, errors);
                 parents.push(UdpRouteStatusParents {
                     conditions: c.finish(),
                     controller_name: self.opts.controller_name.clone(),
@@ -677,6 +597,57 @@ impl<'w> Renderer<'w> {
             self.status_patch(api, "UDPRoute", meta, status);
         }
         self.routes = routes;
+    }
+
+    /// A route's `Accepted` condition for one parent (`key`: the Gateway it names, if any).
+    fn accepted(&self, c: &mut Conditions, route: &Route, key: Option<&Key>) {
+        match key {
+            None => c.set(
+                "Accepted",
+                no(),
+                "NoMatchingParent",
+                "parentRef does not name a Gateway",
+            ),
+            Some(_) if route.masked => c.set(
+                "Accepted",
+                no(),
+                "Pending",
+                "masked by a stunner.l7mp.io/v1 UDPRoute of the same name",
+            ),
+            Some(k) if !self.ours.contains(k) => c.set(
+                "Accepted",
+                no(),
+                "NoMatchingParent",
+                format!("parent {}/{} does not exist", k.0, k.1),
+            ),
+            Some(k) if self.gateway_errors.contains_key(k) => c.set(
+                "Accepted",
+                no(),
+                "Pending",
+                format!(
+                    "parent {}/{} is invalid: {}",
+                    k.0, k.1, self.gateway_errors[k]
+                ),
+            ),
+            Some(k)
+                if self
+                    .attached
+                    .contains(&(route.key.clone(), route.v1a2, k.clone())) =>
+            {
+                c.set(
+                    "Accepted",
+                    yes(),
+                    "Accepted",
+                    format!("parent {}/{} accepted the route", k.0, k.1),
+                )
+            }
+            Some(k) => c.set(
+                "Accepted",
+                no(),
+                "NotAllowedByListeners",
+                format!("no listener of parent {}/{} admits the route", k.0, k.1),
+            ),
+        }
     }
 
     /// Existing objects we own that are no longer desired: the Services and Deployments
@@ -718,5 +689,52 @@ impl<'w> Renderer<'w> {
         }
         out.sort();
         self.desired.deletes = out;
+    }
+}
+
+/// The conditions we reported last for parent `pr` (none if we never did).
+fn own_parent_conditions(
+    prev: &UdpRouteStatus,
+    pr: &UdpRouteParentRefs,
+    controller: &str,
+) -> Vec<Condition> {
+    prev.parents
+        .iter()
+        .find(|p| {
+            let r = &p.parent_ref;
+            p.controller_name == controller
+                && (
+                    &r.group,
+                    &r.kind,
+                    &r.name,
+                    &r.namespace,
+                    &r.section_name,
+                    &r.port,
+                ) == (
+                    &pr.group,
+                    &pr.kind,
+                    &pr.name,
+                    &pr.namespace,
+                    &pr.section_name,
+                    &pr.port,
+                )
+        })
+        .map(|p| p.conditions.clone())
+        .unwrap_or_default()
+}
+
+/// A route's `ResolvedRefs` condition: true, or false with every backend error.
+fn resolved_refs(c: &mut Conditions, errors: &[BackendError]) {
+    match errors.first() {
+        None => c.set(
+            "ResolvedRefs",
+            yes(),
+            "ResolvedRefs",
+            "all backend references resolved",
+        ),
+        Some(e) => {
+            let all: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+            c.set("ResolvedRefs", no(), e.reason, all.join("; "));
+        }
     }
 }
