@@ -199,110 +199,31 @@ impl Args {
     }
 }
 
+/// What every subcommand reads of the command line.
+struct Common {
+    format: Format,
+    show: bool,
+    explicit_cds: Option<String>,
+    namespace: String,
+    all_namespaces: bool,
+    cds_namespace: Option<String>,
+}
+
 async fn run(a: Args) -> Result<(), Error> {
-    let f = Format::parse(&a.output).map_err(Error::Usage)?;
-    let show = a.show_secrets;
-    let explicit_cds = a.cds_address()?;
+    let c = Common {
+        format: Format::parse(&a.output).map_err(Error::Usage)?,
+        show: a.show_secrets,
+        explicit_cds: a.cds_address()?,
+        namespace: a.namespace.clone(),
+        all_namespaces: a.all_namespaces,
+        cds_namespace: a.cds_namespace.clone(),
+    };
     match a.cmd {
-        Cmd::Config { gateway, watch } => {
-            let cds = address(
-                explicit_cds.clone(),
-                stunner_k8s::Target::Cds,
-                a.cds_namespace.as_deref(),
-            )
-            .await?;
-            let id = gateway.as_ref().map(|g| format!("{}/{g}", a.namespace));
-            let ns = (!a.all_namespaces).then(|| a.namespace.clone());
-            if watch {
-                let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-                tokio::spawn(stunner_cds::client::watch(
-                    cds.clone(),
-                    id.clone(),
-                    None,
-                    tx,
-                ));
-                while let Some(c) = rx.recv().await {
-                    let in_ns = ns
-                        .as_deref()
-                        .is_none_or(|n| c.admin.name.starts_with(&format!("{n}/")));
-                    if id.is_some() || in_ns {
-                        print_config(&c, &f, show)?;
-                    }
-                }
-                return Ok(());
-            }
-            let configs: Vec<StunnerConfig> = match &id {
-                Some(id) => vec![stunner_cds::client::load(&cds, id, None).await?],
-                None => {
-                    let path = match &ns {
-                        Some(n) => format!("{}/{n}", stunner_cds::CONFIGS_PATH),
-                        None => stunner_cds::CONFIGS_PATH.to_string(),
-                    };
-                    let v = get_json(&cds, &path).await?;
-                    v["items"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|i| StunnerConfig::from_value(i).ok())
-                        .collect()
-                }
-            };
-            for c in &configs {
-                print_config(c, &f, show)?;
-            }
-            Ok(())
-        }
+        Cmd::Config { gateway, watch } => config(&c, gateway, watch).await,
         Cmd::Status {
             gateway,
             pod_address,
-        } => {
-            let pod_address = match (pod_address, gateway) {
-                (Some(a), _) => a,
-                (None, Some(g)) => {
-                    let t = stunner_k8s::Target::Dataplane {
-                        namespace: a.namespace.clone(),
-                        gateway: g,
-                    };
-                    address(None, t, None).await?
-                }
-                (None, None) => {
-                    return Err(Error::Usage(
-                        "status needs a gateway name or --pod-address".into(),
-                    ));
-                }
-            };
-            let mut v = get_json(&pod_address, "/status").await?;
-            mask(&mut v);
-            if f == Format::Summary {
-                let name = v
-                    .pointer("/admin/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("-");
-                let allocs = v
-                    .get("allocationCount")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                let status = v.get("status").and_then(Value::as_str).unwrap_or("-");
-                println!("{name}: allocs:{allocs}/status={status}");
-                for l in v
-                    .get("listeners")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-                {
-                    println!(
-                        "  listener {}: {} port {}",
-                        l["name"].as_str().unwrap_or("-"),
-                        l["protocol"].as_str().unwrap_or("-"),
-                        l["port"]
-                    );
-                }
-            } else {
-                println!("{}", render(&v, &f).map_err(Error::Usage)?);
-            }
-            Ok(())
-        }
+        } => status(&c, gateway, pod_address).await,
         Cmd::Auth {
             gateway,
             auth_server_address,
@@ -311,62 +232,190 @@ async fn run(a: Args) -> Result<(), Error> {
             username,
             turn_credential,
         } => {
-            let q = query(&[
-                ("service", Some("turn")),
-                (
-                    "namespace",
-                    (!a.all_namespaces).then_some(a.namespace.as_str()),
-                ),
-                ("gateway", gateway.as_deref()),
-                ("username", username.as_deref()),
-            ]);
-            let path = if turn_credential {
-                format!("/?{q}")
-            } else {
-                format!("/ice?{q}")
-            };
-            let explicit = auth_server_address
-                .map(|s| stunner_cds::client::host_port_or(&s, auth_port))
-                .transpose()?;
-            let auth = address(
-                explicit,
-                stunner_k8s::Target::Auth,
-                auth_namespace.as_deref().or(a.cds_namespace.as_deref()),
+            let server = auth_server_address.map(|s| (s, auth_port));
+            auth(
+                &c,
+                gateway,
+                server,
+                auth_namespace,
+                username,
+                turn_credential,
             )
-            .await?;
-            let mut v = get_json(&auth, &path).await?;
-            if !show {
-                mask(&mut v);
-            }
-            let f = if f == Format::Summary {
-                Format::Json
-            } else {
-                f
-            };
-            println!("{}", render(&v, &f).map_err(Error::Usage)?);
-            Ok(())
+            .await
         }
-        Cmd::License => {
-            let cds = address(
-                explicit_cds.clone(),
-                stunner_k8s::Target::Cds,
-                a.cds_namespace.as_deref(),
-            )
-            .await?;
-            let v = get_json(&cds, "/api/v1/license").await?;
-            if f == Format::Summary {
-                println!(
-                    "License status:\n  Subscription type: {}\n  Enabled features: {}\n  Last updated: {}",
-                    v["subscriptionType"].as_str().unwrap_or("-"),
-                    v["enabledFeatures"],
-                    v["lastUpdated"].as_str().unwrap_or("-")
-                );
-            } else {
-                println!("{}", render(&v, &f).map_err(Error::Usage)?);
-            }
-            Ok(())
-        }
+        Cmd::License => license(&c).await,
     }
+}
+
+/// `config`: one Gateway's config, those of a namespace, or all; `--watch` follows them.
+async fn config(c: &Common, gateway: Option<String>, watch: bool) -> Result<(), Error> {
+    let cds = address(
+        c.explicit_cds.clone(),
+        stunner_k8s::Target::Cds,
+        c.cds_namespace.as_deref(),
+    )
+    .await?;
+    let id = gateway.as_ref().map(|g| format!("{}/{g}", c.namespace));
+    let ns = (!c.all_namespaces).then(|| c.namespace.clone());
+    if watch {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(stunner_cds::client::watch(
+            cds.clone(),
+            id.clone(),
+            None,
+            tx,
+        ));
+        while let Some(cfg) = rx.recv().await {
+            let in_ns = ns
+                .as_deref()
+                .is_none_or(|n| cfg.admin.name.starts_with(&format!("{n}/")));
+            if id.is_some() || in_ns {
+                print_config(&cfg, &c.format, c.show)?;
+            }
+        }
+        return Ok(());
+    }
+    let configs: Vec<StunnerConfig> = match &id {
+        Some(id) => vec![stunner_cds::client::load(&cds, id, None).await?],
+        None => {
+            let path = match &ns {
+                Some(n) => format!("{}/{n}", stunner_cds::CONFIGS_PATH),
+                None => stunner_cds::CONFIGS_PATH.to_string(),
+            };
+            let v = get_json(&cds, &path).await?;
+            v["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| StunnerConfig::from_value(i).ok())
+                .collect()
+        }
+    };
+    for cfg in &configs {
+        print_config(cfg, &c.format, c.show)?;
+    }
+    Ok(())
+}
+
+/// `status`: a dataplane pod's `/status`, found by Gateway or given.
+async fn status(
+    c: &Common,
+    gateway: Option<String>,
+    pod_address: Option<String>,
+) -> Result<(), Error> {
+    let pod_address = match (pod_address, gateway) {
+        (Some(a), _) => a,
+        (None, Some(g)) => {
+            let t = stunner_k8s::Target::Dataplane {
+                namespace: c.namespace.clone(),
+                gateway: g,
+            };
+            address(None, t, None).await?
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "status needs a gateway name or --pod-address".into(),
+            ));
+        }
+    };
+    let mut v = get_json(&pod_address, "/status").await?;
+    mask(&mut v);
+    if c.format == Format::Summary {
+        let name = v
+            .pointer("/admin/name")
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        let allocs = v
+            .get("allocationCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("-");
+        println!("{name}: allocs:{allocs}/status={status}");
+        for l in v
+            .get("listeners")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            println!(
+                "  listener {}: {} port {}",
+                l["name"].as_str().unwrap_or("-"),
+                l["protocol"].as_str().unwrap_or("-"),
+                l["port"]
+            );
+        }
+    } else {
+        println!("{}", render(&v, &c.format).map_err(Error::Usage)?);
+    }
+    Ok(())
+}
+
+/// `auth`: TURN credentials or an ICE config from the auth service.
+async fn auth(
+    c: &Common,
+    gateway: Option<String>,
+    server: Option<(String, u16)>,
+    auth_namespace: Option<String>,
+    username: Option<String>,
+    turn_credential: bool,
+) -> Result<(), Error> {
+    let q = query(&[
+        ("service", Some("turn")),
+        (
+            "namespace",
+            (!c.all_namespaces).then_some(c.namespace.as_str()),
+        ),
+        ("gateway", gateway.as_deref()),
+        ("username", username.as_deref()),
+    ]);
+    let path = if turn_credential {
+        format!("/?{q}")
+    } else {
+        format!("/ice?{q}")
+    };
+    let explicit = server
+        .map(|(s, port)| stunner_cds::client::host_port_or(&s, port))
+        .transpose()?;
+    let auth = address(
+        explicit,
+        stunner_k8s::Target::Auth,
+        auth_namespace.as_deref().or(c.cds_namespace.as_deref()),
+    )
+    .await?;
+    let mut v = get_json(&auth, &path).await?;
+    if !c.show {
+        mask(&mut v);
+    }
+    let f = if c.format == Format::Summary {
+        Format::Json
+    } else {
+        c.format.clone()
+    };
+    println!("{}", render(&v, &f).map_err(Error::Usage)?);
+    Ok(())
+}
+
+/// `license`: the CDS server's license status.
+async fn license(c: &Common) -> Result<(), Error> {
+    let cds = address(
+        c.explicit_cds.clone(),
+        stunner_k8s::Target::Cds,
+        c.cds_namespace.as_deref(),
+    )
+    .await?;
+    let v = get_json(&cds, "/api/v1/license").await?;
+    if c.format == Format::Summary {
+        println!(
+            "License status:\n  Subscription type: {}\n  Enabled features: {}\n  Last updated: {}",
+            v["subscriptionType"].as_str().unwrap_or("-"),
+            v["enabledFeatures"],
+            v["lastUpdated"].as_str().unwrap_or("-")
+        );
+    } else {
+        println!("{}", render(&v, &c.format).map_err(Error::Usage)?);
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
