@@ -328,12 +328,6 @@ impl Load {
         })
     }
 
-    /// The tokens of the last poll, into a buffer that keeps its capacity.
-    fn take_ready(&mut self) {
-        self.ready.clear();
-        self.ready.extend(self.events.iter().map(|ev| ev.token()));
-    }
-
     /// Closed loop: tops allocation `i` up to its window, in bursts, until the end.
     fn fill_window(&mut self, i: usize) {
         let al = &mut self.allocs[i];
@@ -347,17 +341,22 @@ impl Load {
         }
     }
 
-    /// Reads what came back on allocation `i`: an RTT per echoed frame, then refills.
-    fn read_alloc(&mut self, i: usize) {
+    /// Reads what came back on allocation `i`. While `measuring`: an RTT per echoed frame
+    /// and a refill of its window; in the drain after it, only the count.
+    fn read_alloc(&mut self, i: usize, measuring: bool) {
         while let Ok((n, _, seg)) = segments::recv(&self.allocs[i].sock, &mut self.buf) {
             let mut off = 0;
             while off < n {
                 let l = seg.min(n - off);
                 let frame = &self.buf[off..off + l];
                 off += l;
-                if let Received::ChannelData { range, .. } = self.allocs[i].client.receive(frame)
-                    && range.len() >= 8
-                {
+                let Received::ChannelData { range, .. } = self.allocs[i].client.receive(frame)
+                else {
+                    continue;
+                };
+                if !measuring {
+                    self.received += 1;
+                } else if range.len() >= 8 {
                     let mut t = [0u8; 8];
                     t.copy_from_slice(&frame[range.start..range.start + 8]);
                     let sent_us = u64::from_be_bytes(t);
@@ -368,7 +367,28 @@ impl Load {
                     al.in_flight = al.in_flight.saturating_sub(1);
                 }
             }
-            self.fill_window(i);
+            if measuring {
+                self.fill_window(i);
+            }
+        }
+    }
+
+    /// Serves what the last poll found ready: the echo peer, and the allocations.
+    fn dispatch(&mut self, measuring: bool) {
+        self.ready.clear();
+        self.ready.extend(self.events.iter().map(|ev| ev.token()));
+        for k in 0..self.ready.len() {
+            let t = self.ready[k];
+            if t == PEER {
+                echo(
+                    &self.peer,
+                    &mut self.buf,
+                    self.sender.gso,
+                    &mut self.peer_echoes,
+                );
+            } else {
+                self.read_alloc(t.0 - 1, measuring);
+            }
         }
     }
 
@@ -419,20 +439,7 @@ impl Load {
             self.poll
                 .poll(&mut self.events, Some(timeout.min(left)))
                 .map_err(|e| e.to_string())?;
-            self.take_ready();
-            for k in 0..self.ready.len() {
-                let t = self.ready[k];
-                if t == PEER {
-                    echo(
-                        &self.peer,
-                        &mut self.buf,
-                        self.sender.gso,
-                        &mut self.peer_echoes,
-                    );
-                } else {
-                    self.read_alloc(t.0 - 1);
-                }
-            }
+            self.dispatch(true);
         }
         Ok(start.elapsed().as_secs_f64())
     }
@@ -444,33 +451,7 @@ impl Load {
             let _ = self
                 .poll
                 .poll(&mut self.events, Some(Duration::from_millis(50)));
-            self.take_ready();
-            for k in 0..self.ready.len() {
-                let t = self.ready[k];
-                if t == PEER {
-                    echo(
-                        &self.peer,
-                        &mut self.buf,
-                        self.sender.gso,
-                        &mut self.peer_echoes,
-                    );
-                    continue;
-                }
-                let al = &mut self.allocs[t.0 - 1];
-                while let Ok((n, _, seg)) = segments::recv(&al.sock, &mut self.buf) {
-                    let mut off = 0;
-                    while off < n {
-                        let l = seg.min(n - off);
-                        if matches!(
-                            al.client.receive(&self.buf[off..off + l]),
-                            Received::ChannelData { .. }
-                        ) {
-                            self.received += 1;
-                        }
-                        off += l;
-                    }
-                }
-            }
+            self.dispatch(false);
         }
     }
 
