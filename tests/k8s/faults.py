@@ -128,7 +128,6 @@ def case_operator_frozen_leader():
         kubectl("annotate", "gateway", "-n", H.NS, "udp-gateway", "stunner.l7mp.io/disable-session-affinity=true")
         until("replica-b to write the change", lambda: service()["spec"].get("sessionAffinity") == "None", timeout=30)
         time.sleep(3)  # the frozen holder stays frozen past its renew deadline and the lease
-        before = None
         a.p.send_signal(signal.SIGCONT)
         time.sleep(0.5)
         before = writes(a)

@@ -33,6 +33,20 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Adds one to the counter of `key`.
+fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, key: K) {
+    if let Ok(mut m) = m.lock() {
+        *m.entry(key).or_default() += 1;
+    }
+}
+
+/// A labelled counter's samples, labels rendered by `labels`.
+fn series<K>(m: &Mutex<BTreeMap<K, u64>>, labels: impl Fn(&K) -> String) -> Vec<(String, u64)> {
+    m.lock()
+        .map(|m| m.iter().map(|(k, v)| (labels(k), *v)).collect())
+        .unwrap_or_default()
+}
+
 /// Which loop was active.
 #[derive(Clone, Copy, Debug)]
 pub enum Loop {
@@ -100,23 +114,17 @@ impl Metrics {
 
     /// A write succeeded.
     pub fn resource_op(&self, kind: &str, op: &str) {
-        if let Ok(mut m) = self.0.ops.lock() {
-            *m.entry((kind.to_string(), op.to_string())).or_default() += 1;
-        }
+        bump(&self.0.ops, (kind.to_string(), op.to_string()));
     }
 
     /// A write failed or timed out.
     pub fn write_failed(&self, kind: &str, op: &str) {
-        if let Ok(mut m) = self.0.failed_ops.lock() {
-            *m.entry((kind.to_string(), op.to_string())).or_default() += 1;
-        }
+        bump(&self.0.failed_ops, (kind.to_string(), op.to_string()));
     }
 
     /// An apply was refused by a field-manager conflict and left alone.
     pub fn conflict(&self, kind: &str) {
-        if let Ok(mut m) = self.0.conflicts.lock() {
-            *m.entry(kind.to_string()).or_default() += 1;
-        }
+        bump(&self.0.conflicts, kind.to_string());
     }
 
     /// The last pass left `n` writes undone; they are retried with backoff.
@@ -174,34 +182,24 @@ impl Metrics {
             "Last generation the updater finished.",
             vec![(String::new(), g(&i.generation_acked))],
         );
-        let ops = i.ops.lock().map(|m| m.clone()).unwrap_or_default();
+        let by_kind_op = |(k, o): &(String, String)| format!("{{kind=\"{k}\",operation=\"{o}\"}}");
         metric(
             "resource_operations_total",
             "counter",
             "Successful writes by kind and operation.",
-            ops.into_iter()
-                .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
-                .collect(),
+            series(&i.ops, by_kind_op),
         );
-        let failed = i.failed_ops.lock().map(|m| m.clone()).unwrap_or_default();
         metric(
             "resource_operation_failures_total",
             "counter",
             "Failed or timed-out writes by kind and operation (retried with backoff).",
-            failed
-                .into_iter()
-                .map(|((k, o), v)| (format!("{{kind=\"{k}\",operation=\"{o}\"}}"), v))
-                .collect(),
+            series(&i.failed_ops, by_kind_op),
         );
-        let conflicts = i.conflicts.lock().map(|m| m.clone()).unwrap_or_default();
         metric(
             "resource_operation_conflicts_total",
             "counter",
             "Applies refused because another field manager owns a field we render (not forced).",
-            conflicts
-                .into_iter()
-                .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v))
-                .collect(),
+            series(&i.conflicts, |k: &String| format!("{{kind=\"{k}\"}}")),
         );
         metric(
             "unwritten_objects",
