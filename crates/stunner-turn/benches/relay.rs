@@ -58,6 +58,7 @@ fn setup(payload: usize) -> Setup {
             password: "p".into(),
         },
         relay_ip: "10.0.0.1".parse().expect("ip"),
+        alternate_relay_ip: None,
         policy: PeerPolicy::from_endpoints("c", &eps),
         user_quota: 0,
         transport: TransportKind::Datagram,

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use stun_types::AddressFamily;
+use stun_types::attribute::ErrorCode;
 use stun_types::attribute::{AttributeStaticType, XorMappedAddress};
 use stun_types::message::Message;
 use turn_types::attribute::{
-    DontFragment, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport, ReservationToken,
-    XorRelayedAddress,
+    AdditionalAddressFamily, AddressErrorCode, DontFragment, EvenPort, Lifetime,
+    RequestedAddressFamily, RequestedTransport, ReservationToken, XorRelayedAddress,
 };
 
 use crate::Error;
@@ -55,10 +56,30 @@ impl Server {
         }
         let even_port = msg.attribute::<EvenPort>().ok();
         let token = msg.has_attribute(ReservationToken::TYPE);
-        let family = msg.attribute::<RequestedAddressFamily>().ok();
-        if token && (even_port.is_some() || family.is_some()) {
+        // RFC 8656 §7.2: an unknown family is 440; ADDITIONAL-ADDRESS-FAMILY can only
+        // ask for IPv6 (400 otherwise), and excludes REQUESTED-ADDRESS-FAMILY.
+        let family = if msg.has_attribute(RequestedAddressFamily::TYPE) {
+            let f = msg
+                .attribute::<RequestedAddressFamily>()
+                .map_err(|_| Error::AddressFamilyNotSupported)?;
+            Some(f.family() == AddressFamily::IPV6)
+        } else {
+            None
+        };
+        let dual = msg.has_attribute(AdditionalAddressFamily::TYPE);
+        if dual && msg.attribute::<AdditionalAddressFamily>().is_err() {
             return Err(Error::BadRequest(
-                "RESERVATION-TOKEN with EVEN-PORT or REQUESTED-ADDRESS-FAMILY",
+                "ADDITIONAL-ADDRESS-FAMILY other than IPv6",
+            ));
+        }
+        if dual && family.is_some() {
+            return Err(Error::BadRequest(
+                "REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-FAMILY",
+            ));
+        }
+        if token && (even_port.is_some() || family.is_some() || dual) {
+            return Err(Error::BadRequest(
+                "RESERVATION-TOKEN with EVEN-PORT or an address family",
             ));
         }
         let reservation = match msg.attribute::<ReservationToken>() {
@@ -66,15 +87,24 @@ impl Server {
             Err(_) if token => return Err(Error::BadRequest("malformed RESERVATION-TOKEN")),
             Err(_) => None,
         };
-        let ipv6 = self.config.relay_ip.is_ipv6();
-        // Without REQUESTED-ADDRESS-FAMILY the relay family is the listener's (RFC 6156
-        // defaults to IPv4; an IPv6-only pod has nothing else to give).
-        if let Some(f) = family {
-            let want_v6 = f.family() == AddressFamily::IPV6;
-            if want_v6 != ipv6 {
-                return Err(Error::AddressFamilyNotSupported);
-            }
-        }
+        // Without a family attribute the relay family is the listener's (RFC 8656
+        // defaults to IPv4; an IPv6-only pod has nothing else to give, and a client
+        // that reached an IPv6 listener most likely has IPv6 peers). A dual allocation
+        // is an IPv4 relay plus, where the pod has an IPv6 address, an IPv6 one.
+        let (ip, ip6) = if dual {
+            let v4 = self
+                .config
+                .relay_ip_of(false)
+                .ok_or(Error::AddressFamilyNotSupported)?;
+            (v4, self.config.relay_ip_of(true))
+        } else {
+            let want_v6 = family.unwrap_or(self.config.relay_ip.is_ipv6());
+            let ip = self
+                .config
+                .relay_ip_of(want_v6)
+                .ok_or(Error::AddressFamilyNotSupported)?;
+            (ip, None)
+        };
         let quota = self.config.user_quota;
         let used = self.per_user.get(&auth.user).copied().unwrap_or(0);
         if quota > 0 && used >= quota {
@@ -98,6 +128,10 @@ impl Server {
                     auth: auth.clone(),
                     lifetime,
                     reserve,
+                    ip,
+                    dual,
+                    ip6,
+                    cancelled: false,
                 },
             ),
         );
@@ -105,7 +139,9 @@ impl Server {
         self.outputs.push_back(Output::OpenRelay(RelayRequest {
             token,
             five_tuple: ft,
-            ipv6,
+            ip,
+            ipv6: ip.is_ipv6(),
+            additional: ip6,
             even_port: even_port.is_some(),
             reserve,
             reservation,
@@ -117,41 +153,82 @@ impl Server {
     /// The IO layer's answer to [`Output::OpenRelay`]: the relay socket's port, or
     /// `None` when no port could be had (the client gets 508).
     pub fn handle_relay_opened(&mut self, now: Instant, token: u64, port: Option<u16>) {
+        self.handle_relays_opened(now, token, port, None);
+    }
+
+    /// The IO layer's answer to an [`Output::OpenRelay`] with
+    /// [`additional`](RelayRequest::additional): the ports of the first and the IPv6
+    /// relay socket. Without the first the client gets 508; without the IPv6 one it
+    /// gets the IPv4 relay and ADDRESS-ERROR-CODE 508 for IPv6 (RFC 8656 §7.2).
+    pub fn handle_relays_opened(
+        &mut self,
+        now: Instant,
+        token: u64,
+        port: Option<u16>,
+        port6: Option<u16>,
+    ) {
         let Some((ft, p)) = self.pending.remove(&token) else {
-            // The client went away meanwhile: give the socket back.
-            if let Some(port) = port {
-                let relay = SocketAddr::new(self.config.relay_ip, port);
-                self.outputs.push_back(Output::CloseRelay(relay));
-            }
             return;
         };
+        let relay6 = p.ip6.zip(port6).map(|(ip, port)| SocketAddr::new(ip, port));
+        if p.cancelled {
+            // The client went away meanwhile: give the sockets back.
+            let first = port.map(|port| SocketAddr::new(p.ip, port));
+            for r in first.into_iter().chain(relay6) {
+                self.outputs.push_back(Output::CloseRelay(r));
+            }
+            return;
+        }
         self.pending_by_ft.remove(&ft);
         let Ok(msg) = Message::from_bytes(&p.request) else {
             return;
         };
         let Some(port) = port else {
+            if let Some(r6) = relay6 {
+                self.outputs.push_back(Output::CloseRelay(r6));
+            }
             self.release_user(&p.auth.user);
             let e = Error::InsufficientCapacity("no relay port available");
             self.respond_error(now, ft, &msg, &e, Some(&p.auth));
             return;
         };
-        let relay = SocketAddr::new(self.config.relay_ip, port);
+        let relay = SocketAddr::new(p.ip, port);
         let tid = msg.transaction_id();
         let lifetime_secs = u32::try_from(p.lifetime.as_secs()).unwrap_or(u32::MAX);
         let xra = XorRelayedAddress::new(relay, tid);
+        let xra6 = relay6.map(|r| XorRelayedAddress::new(r, tid));
         let life = Lifetime::new(lifetime_secs);
         let xma = XorMappedAddress::new(ft.client, tid);
         let reservation = p.reserve.map(ReservationToken::new);
-        let mut attrs: Vec<&dyn stun_types::attribute::AttributeWrite> = vec![&xra, &life];
+        // A dual request that got no IPv6 relay says why: 440 when the pod has no IPv6
+        // address, 508 when the socket could not be opened.
+        let v6_error = match (p.dual, p.ip6, relay6) {
+            (true, None, _) => Some(Error::AddressFamilyNotSupported),
+            (true, Some(_), None) => Some(Error::InsufficientCapacity("no IPv6 relay port")),
+            _ => None,
+        }
+        .and_then(|e| ErrorCode::new(e.code(), e.reason()).ok())
+        .map(|code| AddressErrorCode::new(AddressFamily::IPV6, code));
+        let mut attrs: Vec<&dyn stun_types::attribute::AttributeWrite> = vec![&xra];
+        if let Some(x) = &xra6 {
+            attrs.push(x);
+        }
+        attrs.push(&life);
         if let Some(r) = &reservation {
             attrs.push(r);
         }
         attrs.push(&xma);
+        if let Some(e) = &v6_error {
+            attrs.push(e);
+        }
         // The answer is built before the allocation exists: one that cannot be signed is
         // not sent, and nothing is left behind for the client's retransmission to trip on.
         let Some(bytes) = response::success(&msg, &attrs, Some(&p.auth)) else {
             self.release_user(&p.auth.user);
             self.outputs.push_back(Output::CloseRelay(relay));
+            if let Some(r6) = relay6 {
+                self.outputs.push_back(Output::CloseRelay(r6));
+            }
             self.drop_packet(DropReason::Unencodable);
             return;
         };
@@ -159,6 +236,7 @@ impl Server {
             ft,
             Allocation {
                 relay,
+                relay6,
                 username: p.auth.username.clone(),
                 user: p.auth.user.clone(),
                 created: now,
@@ -174,10 +252,14 @@ impl Server {
             },
         );
         self.by_relay.insert(relay, ft);
+        if let Some(r6) = relay6 {
+            self.by_relay.insert(r6, ft);
+        }
         self.rearm(ft);
         self.event(Event::AllocationCreated {
             five_tuple: ft,
             relay,
+            relay6,
             user: p.auth.user.clone(),
         });
         self.respond(ft, Some(bytes));

@@ -40,6 +40,9 @@ pub(crate) struct CachedResponse {
 pub(crate) struct Allocation {
     /// The advertised relayed transport address (relay IP and relay socket port).
     pub(crate) relay: SocketAddr,
+    /// The IPv6 relayed address of a dual allocation (RFC 8656 §7.2,
+    /// ADDITIONAL-ADDRESS-FAMILY); `relay` is then the IPv4 one.
+    pub(crate) relay6: Option<SocketAddr>,
     /// The username that created it; later requests must present the same.
     pub(crate) username: String,
     /// The user id for quotas.
@@ -57,6 +60,22 @@ pub(crate) struct Allocation {
 }
 
 impl Allocation {
+    /// The relayed address that talks to peers of `peer`'s family, `None` when the
+    /// allocation has none of that family (RFC 8656 §9.1, 443).
+    #[inline]
+    pub(crate) fn relay_for(&self, peer: IpAddr) -> Option<SocketAddr> {
+        if peer.is_ipv6() == self.relay.is_ipv6() {
+            Some(self.relay)
+        } else {
+            self.relay6.filter(|_| peer.is_ipv6())
+        }
+    }
+
+    /// Every relayed address of the allocation (one, or two when dual).
+    pub(crate) fn relays(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        std::iter::once(self.relay).chain(self.relay6)
+    }
+
     /// Whether `ip` has an unexpired permission at `now`.
     pub(crate) fn permitted(&self, ip: IpAddr, now: Instant) -> bool {
         self.permissions.get(&ip).is_some_and(|e| *e > now)

@@ -23,7 +23,7 @@ impl Server {
         msg: &Message<'_>,
         auth: &Authenticated,
     ) -> Result<(), Error> {
-        let relay = self.owned_allocation(ft, auth)?.relay;
+        self.owned_allocation(ft, auth)?;
         let ch = msg
             .attribute::<ChannelNumber>()
             .map_err(|_| Error::BadRequest("missing CHANNEL-NUMBER"))?
@@ -36,7 +36,7 @@ impl Server {
                 .map_err(|_| Error::BadRequest("missing XOR-PEER-ADDRESS"))?
                 .addr(msg.transaction_id()),
         );
-        self.check_peer(relay, peer)?;
+        let relay = self.check_peer(ft, peer)?;
         let a = self.owned_allocation(ft, auth)?;
         // RFC 8656 §11.2: a channel stays with its peer, and a peer with its channel,
         // until the binding expires.

@@ -43,7 +43,11 @@ impl Server {
             self.drop_packet(DropReason::NoPermission);
             return None;
         }
-        let relay = a.relay;
+        // A bound peer's family always has a relay (ChannelBind checked it).
+        let Some(relay) = a.relay_for(peer.ip()) else {
+            self.drop_packet(DropReason::NoChannel);
+            return None;
+        };
         let Some(cluster) = self.config.policy.admit(peer.ip(), peer.port()) else {
             self.drop_packet(DropReason::PolicyDenied);
             return None;

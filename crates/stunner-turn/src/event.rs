@@ -86,6 +86,8 @@ pub enum Event {
         five_tuple: FiveTuple,
         /// Its relayed address.
         relay: SocketAddr,
+        /// Its IPv6 relayed address, when dual (RFC 8656 §7.2).
+        relay6: Option<SocketAddr>,
         /// The user it belongs to.
         user: String,
     },

@@ -21,16 +21,20 @@ pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 impl Server {
-    /// Checks a peer for a request on an allocation relaying in `relay`'s family:
-    /// family (443) and policy (403). Port 0 checks the address only.
-    pub(crate) fn check_peer(&self, relay: SocketAddr, peer: SocketAddr) -> Result<(), Error> {
-        if peer.is_ipv6() != relay.is_ipv6() {
-            return Err(Error::PeerAddressFamilyMismatch);
-        }
+    /// Checks a peer for a request on the allocation of `ft`: the allocation must have
+    /// a relay of the peer's family (443) and the policy must admit it (403). Port 0
+    /// checks the address only. Returns the relayed address that serves the peer.
+    pub(crate) fn check_peer(&self, ft: FiveTuple, peer: SocketAddr) -> Result<SocketAddr, Error> {
+        let relay = self
+            .allocations
+            .get(&ft)
+            .ok_or(Error::AllocationMismatch)?
+            .relay_for(peer.ip())
+            .ok_or(Error::PeerAddressFamilyMismatch)?;
         self.config
             .policy
             .admit(peer.ip(), peer.port())
-            .map(|_| ())
+            .map(|_| relay)
             .ok_or(Error::PeerNotAllowed)
     }
 
@@ -41,23 +45,23 @@ impl Server {
         msg: &Message<'_>,
         auth: &Authenticated,
     ) -> Result<(), Error> {
-        let relay = self.owned_allocation(ft, auth)?.relay;
+        self.owned_allocation(ft, auth)?;
         let tid = msg.transaction_id();
-        let mut peers: Vec<IpAddr> = Vec::new();
+        let mut peers: Vec<(IpAddr, SocketAddr)> = Vec::new();
         for n in 0.. {
             let Ok(p) = msg.nth_attribute::<XorPeerAddress>(n) else {
                 break;
             };
             let peer = canonical(p.addr(tid));
-            self.check_peer(relay, SocketAddr::new(peer.ip(), 0))?;
-            peers.push(peer.ip());
+            let relay = self.check_peer(ft, SocketAddr::new(peer.ip(), 0))?;
+            peers.push((peer.ip(), relay));
         }
         if peers.is_empty() {
             return Err(Error::BadRequest("missing XOR-PEER-ADDRESS"));
         }
         let a = self.owned_allocation(ft, auth)?;
         let mut created = Vec::new();
-        for ip in peers {
+        for (ip, relay) in peers {
             if a.permissions
                 .insert(ip, now + PERMISSION_LIFETIME)
                 .is_none()

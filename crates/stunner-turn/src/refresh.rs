@@ -38,8 +38,11 @@ impl Server {
         auth: &Authenticated,
     ) -> Result<(), Error> {
         let a = self.owned_allocation(ft, auth)?;
+        // RFC 8656 §7.3: the family named must be one the allocation relays in.
         if let Ok(f) = msg.attribute::<RequestedAddressFamily>()
-            && (f.family() == AddressFamily::IPV6) != a.relay.is_ipv6()
+            && !a
+                .relays()
+                .any(|r| r.is_ipv6() == (f.family() == AddressFamily::IPV6))
         {
             return Err(Error::PeerAddressFamilyMismatch);
         }

@@ -23,16 +23,15 @@ impl Server {
             return self.drop_packet(DropReason::Malformed);
         };
         let peer = canonical(peer.addr(msg.transaction_id()));
-        if peer.is_ipv6() != a.relay.is_ipv6() {
+        let Some(relay) = a.relay_for(peer.ip()) else {
             return self.drop_packet(DropReason::Malformed);
-        }
+        };
         if !a.permitted(peer.ip(), now) {
             return self.drop_packet(DropReason::NoPermission);
         }
         let Some(cluster) = self.config.policy.admit(peer.ip(), peer.port()) else {
             return self.drop_packet(DropReason::PolicyDenied);
         };
-        let relay = a.relay;
         let payload = data.data().to_vec();
         self.stats.count_to_peer(cluster, payload.len());
         self.transmit(Source::Relay(relay), peer, payload);

@@ -33,8 +33,13 @@ pub struct ServerConfig {
     pub realm: String,
     /// Who may allocate.
     pub credentials: Credentials,
-    /// The IP advertised in XOR-RELAYED-ADDRESS; its family is the relay family.
+    /// The IP advertised in XOR-RELAYED-ADDRESS; its family is the default relay
+    /// family.
     pub relay_ip: IpAddr,
+    /// The pod's address of the other family, if it has one: relays of that family
+    /// are given on REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (RFC 8656
+    /// §7.2). Set with [`with_pod_addresses`](Self::with_pod_addresses).
+    pub alternate_relay_ip: Option<IpAddr>,
     /// Which peers are reachable.
     pub policy: PeerPolicy,
     /// Allocations per user; 0 is unlimited.
@@ -60,6 +65,7 @@ impl ServerConfig {
             realm: config.auth.realm.clone(),
             credentials: Credentials::from_config(&config.auth),
             relay_ip: l.relay_ip()?,
+            alternate_relay_ip: None,
             policy: PeerPolicy::for_listener(config, listener),
             user_quota: config.admin.user_quota,
             transport: match l.protocol {
@@ -69,6 +75,26 @@ impl ServerConfig {
             },
             nonce_lifetime: Duration::from_secs(3600),
         })
+    }
+
+    /// Takes the first of the pod's `addresses` (e.g. the downward API's
+    /// `status.podIPs`) whose family is not `relay_ip`'s as the relay address of the
+    /// other family; addresses of `relay_ip`'s own family are ignored.
+    #[must_use]
+    pub fn with_pod_addresses(mut self, addresses: &[IpAddr]) -> Self {
+        let v6 = self.relay_ip.is_ipv6();
+        self.alternate_relay_ip = addresses
+            .iter()
+            .map(|a| a.to_canonical())
+            .find(|a| a.is_ipv6() != v6 && !a.is_unspecified());
+        self
+    }
+
+    /// The relay IP of a family, if this listener has one.
+    pub fn relay_ip_of(&self, ipv6: bool) -> Option<IpAddr> {
+        std::iter::once(self.relay_ip)
+            .chain(self.alternate_relay_ip)
+            .find(|ip| ip.is_ipv6() == ipv6)
     }
 }
 
@@ -80,8 +106,16 @@ pub struct RelayRequest {
     pub token: u64,
     /// The allocation's client.
     pub five_tuple: FiveTuple,
-    /// The relay address family: `relay_ip`'s.
+    /// The IP the relay is advertised at (the core names the relay by it and the
+    /// port the IO layer answers with).
+    pub ip: IpAddr,
+    /// The relay address family: `ip`'s.
     pub ipv6: bool,
+    /// A dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): also open an IPv6
+    /// relay socket, advertised at this IP, and answer with
+    /// [`Server::handle_relays_opened`]. EVEN-PORT and reservations apply to the first
+    /// socket only.
+    pub additional: Option<IpAddr>,
     /// RFC 8656 §14.6 EVEN-PORT: the port must be even.
     pub even_port: bool,
     /// EVEN-PORT with the R bit (RFC 8656 §7.2): also bind the next port up and hold
@@ -126,6 +160,16 @@ pub(crate) struct PendingAllocate {
     pub(crate) auth: crate::auth::Authenticated,
     pub(crate) lifetime: Duration,
     pub(crate) reserve: Option<u64>,
+    /// The relay IP of the requested family.
+    pub(crate) ip: IpAddr,
+    /// Whether the client asked for a dual allocation.
+    pub(crate) dual: bool,
+    /// The IPv6 relay IP of a dual allocation, `None` when the listener has no IPv6
+    /// address (the answer then carries ADDRESS-ERROR-CODE 440).
+    pub(crate) ip6: Option<IpAddr>,
+    /// The client went away (or the server closed everything) before the relay sockets
+    /// were opened: the answer only closes them.
+    pub(crate) cancelled: bool,
 }
 
 /// How long a reserved port is held (RFC 8656 §7.2 suggests about 30 s).
@@ -289,9 +333,12 @@ impl Server {
     /// allocation ends (RFC 8656 §3.1).
     pub fn handle_client_closed(&mut self, now: Instant, five_tuple: FiveTuple) {
         if let Some(token) = self.pending_by_ft.remove(&five_tuple)
-            && let Some((_, p)) = self.pending.remove(&token)
+            && let Some((_, p)) = self.pending.get_mut(&token)
+            && !p.cancelled
         {
-            self.release_user(&p.auth.user);
+            p.cancelled = true;
+            let user = p.auth.user.clone();
+            self.release_user(&user);
         }
         self.delete_allocation(now, five_tuple, false);
     }
@@ -310,12 +357,19 @@ impl Server {
                 self.delete_allocation(now, ft, true);
                 continue;
             }
-            let relay = a.relay;
             let mut gone = Vec::new();
+            let (relay, relay6) = (a.relay, a.relay6);
+            let of = |ip: IpAddr| match relay6 {
+                Some(r6) if ip.is_ipv6() => r6,
+                _ => relay,
+            };
             a.permissions.retain(|ip, e| {
                 let keep = *e > now;
                 if !keep {
-                    gone.push(Event::PermissionDeleted { relay, peer: *ip });
+                    gone.push(Event::PermissionDeleted {
+                        relay: of(*ip),
+                        peer: *ip,
+                    });
                 }
                 keep
             });
@@ -326,10 +380,15 @@ impl Server {
                 .map(|(n, _)| *n)
                 .collect();
             for n in expired {
+                let mut channel_relay = relay;
                 if let Some(c) = a.channels.remove(&n) {
                     a.peer_channels.remove(&c.peer);
+                    channel_relay = of(c.peer.ip());
                 }
-                gone.push(Event::ChannelDeleted { relay, channel: n });
+                gone.push(Event::ChannelDeleted {
+                    relay: channel_relay,
+                    channel: n,
+                });
             }
             self.rearm(ft);
             for e in gone {
@@ -355,9 +414,11 @@ impl Server {
         let Some(a) = self.allocations.remove(&ft) else {
             return;
         };
-        self.by_relay.remove(&a.relay);
+        for r in a.relays() {
+            self.by_relay.remove(&r);
+            self.outputs.push_back(Output::CloseRelay(r));
+        }
         self.release_user(&a.user);
-        self.outputs.push_back(Output::CloseRelay(a.relay));
         self.event(Event::AllocationDeleted {
             five_tuple: ft,
             relay: a.relay,
@@ -375,7 +436,10 @@ impl Server {
         for ft in all {
             self.delete_allocation(now, ft, false);
         }
-        self.pending.clear();
+        // Sockets being opened are closed when their answer comes.
+        for (_, p) in self.pending.values_mut() {
+            p.cancelled = true;
+        }
         self.pending_by_ft.clear();
     }
 

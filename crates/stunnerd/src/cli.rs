@@ -60,6 +60,13 @@ pub struct Args {
     #[arg(long = "dtls-legacy")]
     pub dtls_legacy: bool,
 
+    /// The pod's IP addresses, comma-separated (the operator sets $STUNNER_POD_IPS from
+    /// the downward API's `status.podIPs`). A listener relays in its address's family;
+    /// the first of these of the other family is the relay address for clients that
+    /// ask for that family or for both (RFC 8656 §7.2). Unset: one family only.
+    #[arg(long = "pod-addresses", env = "STUNNER_POD_IPS", value_delimiter = ',')]
+    pub pod_addresses: Vec<std::net::IpAddr>,
+
     /// Verbose: same as `-l all:DEBUG`.
     #[arg(short = 'v', long)]
     pub verbose: bool,

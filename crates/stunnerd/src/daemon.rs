@@ -10,7 +10,7 @@ use std::sync::Arc;
 use stunner_config::{Change, ClusterType, StunnerConfig, diff};
 
 use crate::Error;
-use crate::listener::{Listener, Resolved, Step, Update};
+use crate::listener::{CoreInputs, Listener, Resolved, Step, Update};
 use crate::relays::Reservations;
 
 /// What `/status` shows of one listener.
@@ -50,6 +50,8 @@ pub struct Daemon {
     /// The last addresses of each STRICT_DNS name in use (the control plane's lookups),
     /// given to every new core config.
     resolved: Resolved,
+    /// The pod's addresses, for relays of the other family (RFC 8656 §7.2).
+    pod_addresses: Vec<IpAddr>,
 }
 
 impl Daemon {
@@ -64,7 +66,17 @@ impl Daemon {
             reservations: Arc::default(),
             faults: BTreeMap::new(),
             resolved: Resolved::new(),
+            pod_addresses: Vec::new(),
         }
+    }
+
+    /// Gives relays of the family other than a listener address's: the first of the
+    /// pod's `addresses` of that family is advertised for them (REQUESTED- and
+    /// ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2). Without one such requests get 440.
+    #[must_use]
+    pub fn with_pod_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
+        self.pod_addresses = addresses;
+        self
     }
 
     /// The applied config.
@@ -88,6 +100,10 @@ impl Daemon {
                 .iter()
                 .any(|c| c.name == name && matches!(c.change, Change::Removed | Change::Restart))
         };
+        let inputs = CoreInputs {
+            resolved: &self.resolved,
+            pod_addresses: &self.pod_addresses,
+        };
         // Plan. Dropping a half-built plan closes the gates of its threads and the
         // sockets it bound.
         let mut started: Vec<Listener> = Vec::new();
@@ -107,7 +123,7 @@ impl Daemon {
             match self.listeners.get(&lc.name) {
                 Some(l) if !fresh => updates.push((
                     lc.name.clone(),
-                    l.plan_update(&new, lc, &self.resolved).map_err(failed)?,
+                    l.plan_update(&new, lc, inputs).map_err(failed)?,
                 )),
                 _ => {
                     // A listener going away on this port and socket type hands its
@@ -125,7 +141,7 @@ impl Daemon {
                         &self.reservations,
                         inherited,
                         fault,
-                        &self.resolved,
+                        inputs,
                     )
                     .map_err(failed)?;
                     started.push(l);

@@ -14,6 +14,25 @@ use crate::{Error, dtls, net, tcp, tls, udp};
 /// The last addresses of each STRICT_DNS name, kept by the daemon across config pushes.
 pub(crate) type Resolved = std::collections::HashMap<String, Vec<std::net::IpAddr>>;
 
+/// What the core config of every listener gets from the daemon beside the config.
+#[derive(Clone, Copy)]
+pub(crate) struct CoreInputs<'a> {
+    /// The last STRICT_DNS lookups.
+    pub(crate) resolved: &'a Resolved,
+    /// The pod's addresses (`--pod-addresses`): where relays of the family other than
+    /// the listener address's are advertised (RFC 8656 §7.2).
+    pub(crate) pod_addresses: &'a [std::net::IpAddr],
+}
+
+impl CoreInputs<'_> {
+    fn server_config(&self, config: &StunnerConfig, listener: &str) -> Result<ServerConfig, Error> {
+        let mut sc =
+            ServerConfig::for_listener(config, listener)?.with_pod_addresses(self.pod_addresses);
+        sc.policy.seed_resolved(self.resolved);
+        Ok(sc)
+    }
+}
+
 pub(crate) struct Listener {
     pub(crate) config: ListenerConfig,
     workers: Vec<Handle>,
@@ -101,10 +120,9 @@ impl Listener {
         reservations: &Arc<Reservations>,
         inherited: Option<&Sockets>,
         fault: Option<Step>,
-        resolved: &Resolved,
+        inputs: CoreInputs<'_>,
     ) -> Result<Self, Error> {
-        let mut sc = ServerConfig::for_listener(config, &l.name)?;
-        sc.policy.seed_resolved(resolved);
+        let sc = inputs.server_config(config, &l.name)?;
         let (tls, dtls) = contexts(l, None)?;
         let n = udp_threads.max(1);
         let bound = match inherited {
@@ -172,11 +190,10 @@ impl Listener {
         &self,
         config: &StunnerConfig,
         l: &ListenerConfig,
-        resolved: &Resolved,
+        inputs: CoreInputs<'_>,
     ) -> Result<Update, Error> {
         let (tls, dtls) = contexts(l, Some(&self.config))?;
-        let mut server = ServerConfig::for_listener(config, &l.name)?;
-        server.policy.seed_resolved(resolved);
+        let server = inputs.server_config(config, &l.name)?;
         Ok(Update {
             server,
             tls,

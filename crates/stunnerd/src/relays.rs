@@ -75,14 +75,32 @@ impl Relays {
         &self.reservations
     }
 
-    /// Opens a relay socket for `req`; returns its port, `None` on failure (the core
-    /// answers 508).
-    pub(crate) fn open(
+    /// Opens the relay sockets of `req`: the first and, for a dual allocation, the
+    /// IPv6 one (RFC 8656 §7.2). Returns their ports, `None` for one that failed (the
+    /// core answers 508, or ADDRESS-ERROR-CODE 508 for the IPv6 one).
+    pub(crate) fn open_all(
         &mut self,
         registry: &Registry,
-        relay_ip: IpAddr,
         req: &RelayRequest,
-    ) -> Option<u16> {
+    ) -> (Option<u16>, Option<u16>) {
+        let first = self.open(registry, req.ip, req);
+        let v6 = req.additional.and_then(|ip6| {
+            let plain = RelayRequest {
+                ip: ip6,
+                ipv6: true,
+                additional: None,
+                even_port: false,
+                reserve: None,
+                reservation: None,
+                ..req.clone()
+            };
+            self.open(registry, ip6, &plain)
+        });
+        (first, v6)
+    }
+
+    /// Opens one relay socket, advertised at `relay_ip`; returns its port.
+    fn open(&mut self, registry: &Registry, relay_ip: IpAddr, req: &RelayRequest) -> Option<u16> {
         let (std_sock, port) = if let Some(t) = req.reservation {
             self.reservations.take(t)?
         } else {

@@ -109,7 +109,7 @@ pub async fn run(args: Args) -> ExitCode {
         ..Default::default()
     });
     let mut ctl = Control {
-        daemon: Daemon::new(args.udp_thread_num),
+        daemon: Daemon::new(args.udp_thread_num).with_pod_addresses(args.pod_addresses.clone()),
         dns: crate::dns::Dns::new(),
         state: state.clone(),
         admin: None,

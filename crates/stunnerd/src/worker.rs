@@ -268,9 +268,9 @@ impl Core {
                     stunner_turn::Source::Relay(r) => self.relays.send(r, t.to, &t.data),
                 },
                 Output::OpenRelay(req) => {
-                    let ip = self.server.config().relay_ip;
-                    let port = self.relays.open(poll.registry(), ip, &req);
-                    self.server.handle_relay_opened(now, req.token, port);
+                    let (port, port6) = self.relays.open_all(poll.registry(), &req);
+                    self.server
+                        .handle_relays_opened(now, req.token, port, port6);
                 }
                 Output::CloseRelay(a) => self.relays.close(poll.registry(), a),
                 Output::Event(e) => self.event(e),
@@ -302,9 +302,10 @@ impl Core {
             Event::AllocationCreated {
                 five_tuple,
                 relay,
+                relay6,
                 user,
             } => {
-                tracing::info!(target: "turn", listener = l, client = %five_tuple.client, %relay, user, "allocation created");
+                tracing::info!(target: "turn", listener = l, client = %five_tuple.client, %relay, ?relay6, user, "allocation created");
             }
             Event::AllocationDeleted {
                 five_tuple,

@@ -40,6 +40,29 @@ pub fn signed(
     attrs: &[&dyn AttributeWrite],
     algorithm: IntegrityAlgorithm,
 ) -> (u16, Vec<u8>) {
+    let key = send_signed(sim, ft, method, tid, attrs, algorithm);
+    let resp = sim.take_client(ft.client).unwrap();
+    let msg = Message::from_bytes(&resp).unwrap();
+    let code = msg.attribute::<ErrorCode>().map_or(0, |e| e.code());
+    if msg.class() == MessageClass::Success {
+        assert!(
+            msg.validate_integrity(&key).is_ok(),
+            "success must be signed"
+        );
+    }
+    (code, resp)
+}
+
+/// Sends a request signed with user/pass, with `attrs`; returns the key it was signed
+/// with.
+pub fn send_signed(
+    sim: &mut Sim,
+    ft: FiveTuple,
+    method: Method,
+    tid: u128,
+    attrs: &[&dyn AttributeWrite],
+    algorithm: IntegrityAlgorithm,
+) -> stun_types::message::MessageIntegrityCredentials {
     let (realm, nonce) = nonce(sim, ft);
     let mut w = Message::builder(
         MessageType::from_class_method(MessageClass::Request, method),
@@ -57,16 +80,7 @@ pub fn signed(
     w.add_fingerprint().unwrap();
     let bytes = w.finish();
     sim.client_sends(ft, &bytes);
-    let resp = sim.take_client(ft.client).unwrap();
-    let msg = Message::from_bytes(&resp).unwrap();
-    let code = msg.attribute::<ErrorCode>().map_or(0, |e| e.code());
-    if msg.class() == MessageClass::Success {
-        assert!(
-            msg.validate_integrity(&key).is_ok(),
-            "success must be signed"
-        );
-    }
-    (code, resp)
+    key
 }
 
 #[test]

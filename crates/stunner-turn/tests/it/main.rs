@@ -6,6 +6,7 @@
 mod allocate;
 mod channel;
 mod data;
+mod family;
 mod lifecycle;
 mod misc;
 mod sim;

@@ -24,6 +24,7 @@ pub fn static_config(policy: &[&str]) -> ServerConfig {
             password: "pass".into(),
         },
         relay_ip: RELAY_IP.parse().unwrap(),
+        alternate_relay_ip: None,
         policy: PeerPolicy::from_endpoints("cluster", &eps),
         user_quota: 0,
         transport: TransportKind::Datagram,
@@ -37,6 +38,8 @@ pub struct Sim {
     pub next_port: u16,
     /// When set, relay sockets cannot be opened.
     pub no_ports: bool,
+    /// When set, the IPv6 relay socket of a dual allocation cannot be opened.
+    pub no_v6_ports: bool,
     /// When set, OpenRelay requests are held instead of answered.
     pub hold_relays: bool,
     pub held: Vec<RelayRequest>,
@@ -58,6 +61,7 @@ impl Sim {
             server: Server::new(config, now, UNIX_START, [42; 32]),
             next_port: 50000,
             no_ports: false,
+            no_v6_ports: false,
             hold_relays: false,
             held: Vec::new(),
             opened: Vec::new(),
@@ -104,7 +108,12 @@ impl Sim {
                             Some(p)
                         }
                     };
-                    self.server.handle_relay_opened(self.now, req.token, port);
+                    let port6 = req.additional.filter(|_| !self.no_v6_ports).map(|_| {
+                        self.next_port += 1;
+                        self.next_port
+                    });
+                    self.server
+                        .handle_relays_opened(self.now, req.token, port, port6);
                 }
                 Output::CloseRelay(a) => self.closed.push(a),
                 Output::Event(e) => self.events.push(e),
