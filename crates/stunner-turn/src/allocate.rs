@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use stun_types::AddressFamily;
-use stun_types::attribute::ErrorCode;
 use stun_types::attribute::{AttributeStaticType, XorMappedAddress};
+use stun_types::attribute::{AttributeType, AttributeWrite, ErrorCode, RawAttribute};
 use stun_types::message::Message;
 use turn_types::attribute::{
     AdditionalAddressFamily, AddressErrorCode, DontFragment, EvenPort, Lifetime,
@@ -21,6 +21,17 @@ use crate::event::{DropReason, Event};
 use crate::response;
 use crate::server::{Output, PendingAllocate, RelayRequest, Server};
 use crate::transport::FiveTuple;
+
+/// coturn's codepoints for ADDITIONAL-ADDRESS-FAMILY and ADDRESS-ERROR-CODE, from the
+/// draft that preceded RFC 8656 (0x8000 and 0x8001 there). Its client still sends
+/// them; a request that uses the first is answered with the second.
+const LEGACY_ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8032;
+const LEGACY_ADDRESS_ERROR_CODE: u16 = 0x8033;
+
+/// The family of the port held under a reservation token (see `reservation_token`).
+fn token_is_ipv6(token: u64) -> bool {
+    token & 1 == 1
+}
 
 /// The allocation lifetime for a requested LIFETIME: at least the default, at most the
 /// maximum (RFC 8656 §7.2).
@@ -66,12 +77,17 @@ impl Server {
         } else {
             None
         };
-        let dual = msg.has_attribute(AdditionalAddressFamily::TYPE);
-        if dual && msg.attribute::<AdditionalAddressFamily>().is_err() {
+        let legacy = msg.raw_attribute(AttributeType::new(LEGACY_ADDITIONAL_ADDRESS_FAMILY));
+        let dual = msg.has_attribute(AdditionalAddressFamily::TYPE) || legacy.is_some();
+        let bad_dual = (msg.has_attribute(AdditionalAddressFamily::TYPE)
+            && msg.attribute::<AdditionalAddressFamily>().is_err())
+            || legacy.as_ref().is_some_and(|r| r.value.first() != Some(&2));
+        if bad_dual {
             return Err(Error::BadRequest(
                 "ADDITIONAL-ADDRESS-FAMILY other than IPv6",
             ));
         }
+        let legacy = legacy.is_some();
         if dual && family.is_some() {
             return Err(Error::BadRequest(
                 "REQUESTED-ADDRESS-FAMILY with ADDITIONAL-ADDRESS-FAMILY",
@@ -98,11 +114,19 @@ impl Server {
                 .ok_or(Error::AddressFamilyNotSupported)?;
             (v4, self.config.relay_ip_of(true))
         } else {
-            let want_v6 = family.unwrap_or(self.config.relay_ip.is_ipv6());
-            let ip = self
-                .config
-                .relay_ip_of(want_v6)
-                .ok_or(Error::AddressFamilyNotSupported)?;
+            // A reserved port is of the family it was reserved in: the token says which
+            // (a token of a family we have no address in is none of ours: 508, as for
+            // any unknown token).
+            let ip = match reservation {
+                Some(t) => self
+                    .config
+                    .relay_ip_of(token_is_ipv6(t))
+                    .ok_or(Error::InsufficientCapacity("unknown reservation token"))?,
+                None => self
+                    .config
+                    .relay_ip_of(family.unwrap_or(self.config.relay_ip.is_ipv6()))
+                    .ok_or(Error::AddressFamilyNotSupported)?,
+            };
             (ip, None)
         };
         let quota = self.config.user_quota;
@@ -116,7 +140,7 @@ impl Server {
         let reserve = even_port
             .as_ref()
             .filter(|e| e.requested())
-            .map(|_| self.reservation_token(ft));
+            .map(|_| self.reservation_token(ft, ip.is_ipv6()));
         let token = self.next_token();
         *self.per_user.entry(auth.user.clone()).or_insert(0) += 1;
         self.pending.insert(
@@ -130,6 +154,7 @@ impl Server {
                     reserve,
                     ip,
                     dual,
+                    legacy,
                     ip6,
                     cancelled: false,
                 },
@@ -208,7 +233,14 @@ impl Server {
             _ => None,
         }
         .and_then(|e| ErrorCode::new(e.code(), e.reason()).ok())
-        .map(|code| AddressErrorCode::new(AddressFamily::IPV6, code));
+        .map(|code| {
+            let attr = AddressErrorCode::new(AddressFamily::IPV6, code);
+            if !p.legacy {
+                return attr.to_raw().into_owned();
+            }
+            let value: Box<[u8]> = attr.to_raw().value.to_vec().into();
+            RawAttribute::new_owned(AttributeType::new(LEGACY_ADDRESS_ERROR_CODE), value)
+        });
         let mut attrs: Vec<&dyn stun_types::attribute::AttributeWrite> = vec![&xra];
         if let Some(x) = &xra6 {
             attrs.push(x);
@@ -266,11 +298,14 @@ impl Server {
     }
 
     /// A reservation token: unguessable without the nonce key, distinct per request.
-    fn reservation_token(&mut self, ft: FiveTuple) -> u64 {
+    /// Its lowest bit is the family of the reserved port (1: IPv6), so that the
+    /// Allocate presenting it, on whichever worker, advertises the port at the right IP.
+    fn reservation_token(&mut self, ft: FiveTuple, ipv6: bool) -> u64 {
         let n = self.next_token() ^ (u64::from(ft.client.port()) << 48);
         let s = self.nonces.make(n);
         // A nonce is 16 hex digits of input then 16 of MAC: take the MAC.
-        u64::from_str_radix(&s[16..], 16).unwrap_or(n)
+        let mac = u64::from_str_radix(&s[16..], 16).unwrap_or(n);
+        (mac & !1) | u64::from(ipv6)
     }
 
     pub(crate) fn release_user(&mut self, user: &str) {

@@ -164,6 +164,8 @@ pub(crate) struct PendingAllocate {
     pub(crate) ip: IpAddr,
     /// Whether the client asked for a dual allocation.
     pub(crate) dual: bool,
+    /// It asked with coturn's pre-RFC codepoint (answer in kind).
+    pub(crate) legacy: bool,
     /// The IPv6 relay IP of a dual allocation, `None` when the listener has no IPv6
     /// address (the answer then carries ADDRESS-ERROR-CODE 440).
     pub(crate) ip6: Option<IpAddr>,

@@ -3,7 +3,7 @@
 //! one family cannot be had, 443 for peers of a family the allocation has no relay in.
 
 use stun_types::AddressFamily;
-use stun_types::attribute::{Attribute, AttributeWrite};
+use stun_types::attribute::{Attribute, AttributeStaticType, AttributeWrite};
 use stun_types::message::{IntegrityAlgorithm, Message, MessageClass};
 use stunner_turn::*;
 use turn_types::attribute::{
@@ -304,4 +304,63 @@ impl AttributeWrite for RawAttr {
         let n = self.write_header_unchecked(dest);
         dest[n..n + 4].copy_from_slice(&self.1);
     }
+}
+
+#[test]
+fn reserved_ipv6_port_is_advertised_at_the_ipv6_address() {
+    let mut sim = Sim::new(dual_config());
+    let c = TestClient::user("192.0.2.10:40000");
+    let v6 = RequestedAddressFamily::new(AddressFamily::IPV6);
+    let even = turn_types::attribute::EvenPort::new(true);
+    let (code, resp) = signed(
+        &mut sim,
+        c.ft,
+        ALLOCATE,
+        81,
+        &[&udp(), &v6, &even],
+        IntegrityAlgorithm::Sha1,
+    );
+    assert_eq!(code, 0);
+    let token = Message::from_bytes(&resp)
+        .unwrap()
+        .attribute::<ReservationToken>()
+        .unwrap()
+        .token();
+    // The second allocation (coturn's RTCP one) presents the token and no family.
+    let rtcp = TestClient::user("192.0.2.10:40001");
+    let (code, relays, _) = allocate(&mut sim, &rtcp, &[&udp(), &ReservationToken::new(token)]);
+    assert_eq!(code, 0);
+    assert_eq!(relays.len(), 1);
+    assert!(relays[0].ip() == ip(V6), "{relays:?}");
+}
+
+#[test]
+fn coturns_draft_codepoints_make_a_dual_allocation_too() {
+    // coturn's client sends ADDITIONAL-ADDRESS-FAMILY as 0x8032 (the draft before
+    // RFC 8656) and reads ADDRESS-ERROR-CODE from 0x8033.
+    let c = TestClient::user("192.0.2.10:40000");
+    let mut sim = Sim::new(dual_config());
+    let (code, relays, _) = allocate(&mut sim, &c, &[&udp(), &RawAttr(0x8032, [2, 0, 0, 0])]);
+    assert_eq!((code, relays.len()), (0, 2));
+    let mut sim = Sim::new(static_config(&["0.0.0.0/0"]));
+    let (code, resp) = signed(
+        &mut sim,
+        c.ft,
+        ALLOCATE,
+        82,
+        &[&udp(), &RawAttr(0x8032, [2, 0, 0, 0])],
+        IntegrityAlgorithm::Sha1,
+    );
+    assert_eq!(code, 0);
+    let msg = Message::from_bytes(&resp).unwrap();
+    let raw = msg
+        .raw_attribute(stun_types::attribute::AttributeType::new(0x8033))
+        .expect("ADDRESS-ERROR-CODE at coturn's codepoint");
+    assert_eq!(&raw.value[..4], &[2, 0, 4, 40], "IPv6, 440");
+    assert!(!msg.has_attribute(AddressErrorCode::TYPE));
+    let mut sim = Sim::new(dual_config());
+    assert_eq!(
+        allocate(&mut sim, &c, &[&udp(), &RawAttr(0x8032, [1, 0, 0, 0])]).0,
+        400
+    );
 }

@@ -31,7 +31,7 @@ impl Drop for Peer {
 fn peer(port: u16) -> Peer {
     need("turnutils_peer");
     let p = Command::new("turnutils_peer")
-        .args(["-p", &port.to_string(), "-L", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-L", "127.0.0.1", "-L", "::1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -42,12 +42,45 @@ fn peer(port: u16) -> Peer {
 
 /// Runs turnutils_uclient; returns (lost, sent, received) from its report.
 pub fn uclient(server: u16, peer: u16, extra: &[&str]) -> (u64, u64, u64) {
+    uclient_at(("127.0.0.1", server), ("127.0.0.1", peer), extra)
+}
+
+/// Runs turnutils_uclient against the server at `host:port` with the peer at
+/// `host:port`; returns (lost, sent, received) from its report.
+pub fn uclient_at(
+    (server_host, server): (&str, u16),
+    (peer_host, peer): (&str, u16),
+    extra: &[&str],
+) -> (u64, u64, u64) {
+    let text = uclient_output((server_host, server), (peer_host, peer), extra);
+    let num_after = |key: &str| -> Option<u64> {
+        let i = text.rfind(key)? + key.len();
+        text[i..]
+            .trim_start_matches([' ', '='])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let lost = num_after("Total lost packets")
+        .unwrap_or_else(|| panic!("no report from uclient {extra:?}:\n{text}"));
+    let sent = num_after("tot_send_msgs").unwrap_or(0);
+    let recv = num_after("tot_recv_msgs").unwrap_or(0);
+    (lost, sent, recv)
+}
+
+/// What turnutils_uclient printed.
+fn uclient_output(
+    (server_host, server): (&str, u16),
+    (peer_host, peer): (&str, u16),
+    extra: &[&str],
+) -> String {
     need("turnutils_uclient");
     let mut args: Vec<String> = vec![
         "-p".into(),
         server.to_string(),
         "-e".into(),
-        "127.0.0.1".into(),
+        peer_host.into(),
         "-r".into(),
         peer.to_string(),
         "-n".into(),
@@ -60,29 +93,14 @@ pub fn uclient(server: u16, peer: u16, extra: &[&str]) -> (u64, u64, u64) {
         "5".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    args.push("127.0.0.1".into());
+    args.push(server_host.into());
     let out = Command::new("timeout")
         .arg("60")
         .arg("turnutils_uclient")
         .args(&args)
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let num_after = |key: &str| -> Option<u64> {
-        let i = text.rfind(key)? + key.len();
-        text[i..]
-            .trim_start_matches([' ', '='])
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
-    };
-    let lost = num_after("Total lost packets")
-        .unwrap_or_else(|| panic!("no report from uclient {args:?}:\n{text}"));
-    let sent = num_after("tot_send_msgs").unwrap_or(0);
-    let recv = num_after("tot_recv_msgs").unwrap_or(0);
-    (lost, sent, recv)
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
 
 fn relays_without_loss(auth: &str, extra: &[&str]) {
@@ -257,4 +275,64 @@ fn tls_certificate_change_keeps_allocations() {
     );
     assert_eq!(lost, 0, "{}", d.log_text());
     assert!(sent > 0 && recv == sent);
+}
+
+/// Address families (RFC 8656 §7.2): the pod has 127.0.0.1 and ::1, the listener
+/// address is 127.0.0.1, the peers are reached over either family.
+fn dual_stack_relays(server_host: &str, peer_host: &str, extra: &[&str]) {
+    let (port, health, peer_port) = (free_port(), free_port(), free_port());
+    let _peer = peer(peer_port);
+    let conf = config(port, health, STATIC_AUTH, "127.0.0.1/32, \"::1/128\"");
+    let d = Stunnerd::start(
+        "coturn-family",
+        &conf,
+        health,
+        &["--pod-addresses", "127.0.0.1,::1"],
+    );
+    d.wait_ready(200, Duration::from_secs(5));
+    let mut args = vec!["-u", "user", "-w", "pass"];
+    args.extend_from_slice(extra);
+    let (lost, sent, recv) = uclient_at((server_host, port), (peer_host, peer_port), &args);
+    assert_eq!(lost, 0, "lost packets ({extra:?}): {}", d.log_text());
+    assert!(sent > 0 && recv == sent, "sent {sent}, received {recv}");
+}
+
+#[test]
+fn uclient_ipv6_relay_over_an_ipv4_listener() {
+    dual_stack_relays("127.0.0.1", "::1", &["-x"]);
+}
+
+#[test]
+fn uclient_ipv6_relay_over_tcp() {
+    dual_stack_relays("127.0.0.1", "::1", &["-t", "-x"]);
+}
+
+#[test]
+fn uclient_dual_allocation_to_an_ipv6_peer() {
+    dual_stack_relays("127.0.0.1", "::1", &["-Z"]);
+}
+
+#[test]
+fn uclient_dual_allocation_to_an_ipv4_peer() {
+    dual_stack_relays("127.0.0.1", "127.0.0.1", &["-Z"]);
+}
+
+#[test]
+fn uclient_udp_over_an_ipv6_listener() {
+    dual_stack_relays("::1", "::1", &[]);
+}
+
+#[test]
+fn ipv6_relay_without_an_ipv6_pod_address_is_440() {
+    let (port, health, peer_port) = (free_port(), free_port(), free_port());
+    let _peer = peer(peer_port);
+    let conf = config(port, health, STATIC_AUTH, "127.0.0.1/32, \"::1/128\"");
+    let d = Stunnerd::start("coturn-440", &conf, health, &[]);
+    d.wait_ready(200, Duration::from_secs(5));
+    let text = uclient_output(
+        ("127.0.0.1", port),
+        ("::1", peer_port),
+        &["-u", "user", "-w", "pass", "-x", "-n", "2", "-m", "1"],
+    );
+    assert!(text.contains("error 440"), "{text}");
 }
