@@ -63,9 +63,9 @@ pub struct Args {
     /// The pod's IP addresses, comma-separated (the operator sets $STUNNER_POD_IPS from
     /// the downward API's `status.podIPs`). A listener relays in its address's family;
     /// the first of these of the other family is the relay address for clients that
-    /// ask for that family or for both (RFC 8656 §7.2). Unset: one family only.
-    #[arg(long = "pod-addresses", env = "STUNNER_POD_IPS", value_delimiter = ',')]
-    pub pod_addresses: Vec<std::net::IpAddr>,
+    /// ask for that family or for both (RFC 8656 §7.2). Unset or empty: one family only.
+    #[arg(long = "pod-addresses", env = "STUNNER_POD_IPS", default_value = "", value_parser = pod_addresses, hide_default_value = true)]
+    pub pod_addresses: PodAddresses,
 
     /// Verbose: same as `-l all:DEBUG`.
     #[arg(short = 'v', long)]
@@ -110,4 +110,18 @@ impl Args {
             .clone()
             .or_else(|| self.verbose.then(|| "all:DEBUG".to_string()))
     }
+}
+
+/// The pod's IP addresses (`--pod-addresses`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodAddresses(pub Vec<std::net::IpAddr>);
+
+/// Parses a comma-separated address list; empty items (and an empty list) are skipped.
+fn pod_addresses(s: &str) -> Result<PodAddresses, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse().map_err(|_| format!("{a:?} is not an IP address")))
+        .collect::<Result<_, _>>()
+        .map(PodAddresses)
 }

@@ -6,7 +6,11 @@ use stunner_config::StunnerConfig;
 use stunner_turn::ServerConfig;
 
 /// A human-readable plan of `c`.
-pub fn summary(c: &StunnerConfig, udp_threads: usize) -> String {
+pub fn summary(
+    c: &StunnerConfig,
+    udp_threads: usize,
+    pod_addresses: &[std::net::IpAddr],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "config OK: {}", c.admin.name);
     let _ = writeln!(s, "  auth: {}", c.auth);
@@ -29,8 +33,16 @@ pub fn summary(c: &StunnerConfig, udp_threads: usize) -> String {
         } else {
             1
         };
-        let relay = ServerConfig::for_listener(c, &l.name)
-            .map_or_else(|e| format!("INVALID: {e}"), |sc| sc.relay_ip.to_string());
+        let relay = ServerConfig::for_listener(c, &l.name).map_or_else(
+            |e| format!("INVALID: {e}"),
+            |sc| match sc.with_pod_addresses(pod_addresses) {
+                sc @ ServerConfig {
+                    alternate_relay_ip: Some(alt),
+                    ..
+                } => format!("{} (and {alt})", sc.relay_ip),
+                sc => sc.relay_ip.to_string(),
+            },
+        );
         let _ = writeln!(
             s,
             "  listener {:?}: {} on port {} ({} worker(s)), relay address {}, ICE URI {}, routes [{}]",

@@ -100,7 +100,10 @@ pub async fn run(args: Args) -> ExitCode {
     };
     if args.dry_run {
         if let Some(c) = &first {
-            print!("{}", plan::summary(c, args.udp_thread_num));
+            print!(
+                "{}",
+                plan::summary(c, args.udp_thread_num, &args.pod_addresses.0)
+            );
         }
         return ExitCode::SUCCESS;
     }
@@ -109,7 +112,7 @@ pub async fn run(args: Args) -> ExitCode {
         ..Default::default()
     });
     let mut ctl = Control {
-        daemon: Daemon::new(args.udp_thread_num).with_pod_addresses(args.pod_addresses.clone()),
+        daemon: Daemon::new(args.udp_thread_num).with_pod_addresses(args.pod_addresses.0.clone()),
         dns: crate::dns::Dns::new(),
         state: state.clone(),
         admin: None,

@@ -149,6 +149,9 @@ fn container(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Container {
     let gw_ns = gw.metadata.namespace.clone().unwrap_or_default();
     let mut envs = vec![
         env_field("STUNNER_ADDR", "status.podIP"),
+        // Both addresses of a dual-stack pod: relays of the other family (ours; upstream
+        // renders only STUNNER_ADDR and relays in one family).
+        env_field("STUNNER_POD_IPS", "status.podIPs"),
         env("STUNNER_NAME", &gw_name),
         env("STUNNER_NAMESPACE", &gw_ns),
         env_field("STUNNER_NODENAME", "spec.nodeName"),
