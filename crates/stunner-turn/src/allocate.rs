@@ -20,7 +20,7 @@ use crate::auth::Authenticated;
 use crate::event::{DropReason, Event};
 use crate::response;
 use crate::server::{Output, PendingAllocate, RelayRequest, Server};
-use crate::transport::FiveTuple;
+use crate::transport::{FiveTuple, TransportKind};
 
 /// coturn's codepoints for ADDITIONAL-ADDRESS-FAMILY and ADDRESS-ERROR-CODE, from the
 /// draft that preceded RFC 8656 (0x8000 and 0x8001 there). Its client still sends
@@ -62,11 +62,25 @@ impl Server {
         let transport = msg
             .attribute::<RequestedTransport>()
             .map_err(|_| Error::BadRequest("missing REQUESTED-TRANSPORT"))?;
-        if transport.protocol() != RequestedTransport::UDP {
-            return Err(Error::UnsupportedTransport);
-        }
+        // RFC 6062 §5.1: a TCP relay is for clients on TCP or TLS, and takes none of
+        // the UDP-only attributes.
+        let tcp = match transport.protocol() {
+            RequestedTransport::UDP => false,
+            RequestedTransport::TCP if self.config.transport == TransportKind::Stream => true,
+            RequestedTransport::TCP => {
+                return Err(Error::BadRequest(
+                    "TCP allocation over a datagram transport",
+                ));
+            }
+            _ => return Err(Error::UnsupportedTransport),
+        };
         let even_port = msg.attribute::<EvenPort>().ok();
         let token = msg.has_attribute(ReservationToken::TYPE);
+        if tcp && (even_port.is_some() || token || msg.has_attribute(DontFragment::TYPE)) {
+            return Err(Error::BadRequest(
+                "EVEN-PORT, RESERVATION-TOKEN or DONT-FRAGMENT on a TCP allocation",
+            ));
+        }
         // RFC 8656 §7.2: an unknown family is 440; ADDITIONAL-ADDRESS-FAMILY can only
         // ask for IPv6 (400 otherwise), and excludes REQUESTED-ADDRESS-FAMILY.
         let family = if msg.has_attribute(RequestedAddressFamily::TYPE) {
@@ -157,6 +171,7 @@ impl Server {
                     legacy,
                     ip6,
                     cancelled: false,
+                    tcp,
                 },
             ),
         );
@@ -171,6 +186,7 @@ impl Server {
             reserve,
             reservation,
             dont_fragment,
+            tcp,
         }));
         Ok(())
     }
@@ -281,6 +297,7 @@ impl Server {
                     bytes: bytes.clone(),
                 },
                 armed: None,
+                tcp: p.tcp.then(Default::default),
             },
         );
         self.by_relay.insert(relay, ft);

@@ -57,6 +57,8 @@ pub(crate) struct Allocation {
     pub(crate) response: CachedResponse,
     /// The deadline of this allocation's live timer entry.
     pub(crate) armed: Option<Instant>,
+    /// A TCP allocation's peer connections (RFC 6062); `None` for UDP.
+    pub(crate) tcp: Option<crate::tcp_relay::TcpRelay>,
 }
 
 impl Allocation {
@@ -104,6 +106,7 @@ impl Allocation {
             .values()
             .copied()
             .chain(self.channels.values().map(|c| c.expiry))
+            .chain(self.tcp.iter().flat_map(|t| t.deadlines.values().copied()))
             .fold(self.expiry, Instant::min)
     }
 }

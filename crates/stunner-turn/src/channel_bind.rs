@@ -23,7 +23,10 @@ impl Server {
         msg: &Message<'_>,
         auth: &Authenticated,
     ) -> Result<(), Error> {
-        self.owned_allocation(ft, auth)?;
+        if self.owned_allocation(ft, auth)?.tcp.is_some() {
+            // RFC 6062 §4: a TCP allocation has no channels.
+            return Err(Error::BadRequest("ChannelBind on a TCP allocation"));
+        }
         let ch = msg
             .attribute::<ChannelNumber>()
             .map_err(|_| Error::BadRequest("missing CHANNEL-NUMBER"))?

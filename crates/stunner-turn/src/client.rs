@@ -1,6 +1,7 @@
 //! A sans-IO TURN client (RFC 8656 §7–12) for turncat, tests and the load generator:
 //! Allocate with the 401 dance, Refresh, CreatePermission, ChannelBind, Send and
-//! ChannelData, over datagram or stream framing. It builds bytes to send and reads
+//! ChannelData, over datagram or stream framing, and RFC 6062's TCP allocations
+//! (Connect, ConnectionBind, ConnectionAttempt). It builds bytes to send and reads
 //! bytes received; the caller owns the socket and the clock.
 
 use std::net::SocketAddr;
@@ -14,9 +15,13 @@ use stun_types::message::{
     Method, TransactionId,
 };
 use turn_types::attribute::{
-    ChannelNumber, Data, Lifetime, RequestedTransport, XorPeerAddress, XorRelayedAddress,
+    ChannelNumber, ConnectionId, Data, Lifetime, RequestedTransport, XorPeerAddress,
+    XorRelayedAddress,
 };
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, DATA, REFRESH, SEND};
+use turn_types::message::{
+    ALLOCATE, CHANNEL_BIND, CONNECT, CONNECTION_ATTEMPT, CONNECTION_BIND, CREATE_PERMISSION, DATA,
+    REFRESH, SEND,
+};
 
 use crate::transport::TransportKind;
 
@@ -47,6 +52,21 @@ pub enum Request {
         /// The peer.
         peer: SocketAddr,
     },
+    /// Allocate a TCP relay (RFC 6062 §4.1), over TCP or TLS.
+    AllocateTcp {
+        /// Requested lifetime.
+        lifetime: Option<u32>,
+    },
+    /// Connect the TCP relay to a peer (RFC 6062 §4.3).
+    Connect {
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// Claim a peer connection on a new client connection (RFC 6062 §4.4).
+    ConnectionBind {
+        /// CONNECTION-ID from Connect's answer or a ConnectionAttempt.
+        id: u32,
+    },
 }
 
 impl Request {
@@ -57,6 +77,9 @@ impl Request {
             Self::Refresh { .. } => REFRESH,
             Self::CreatePermission { .. } => CREATE_PERMISSION,
             Self::ChannelBind { .. } => CHANNEL_BIND,
+            Self::AllocateTcp { .. } => ALLOCATE,
+            Self::Connect { .. } => CONNECT,
+            Self::ConnectionBind { .. } => CONNECTION_BIND,
         }
     }
 }
@@ -87,6 +110,20 @@ pub enum Received {
     PermissionCreated,
     /// ChannelBind success.
     ChannelBound,
+    /// Connect success: the peer connection's id (RFC 6062 §4.3).
+    Connected {
+        /// CONNECTION-ID.
+        id: u32,
+    },
+    /// ConnectionBind success: the connection now carries raw bytes.
+    ConnectionBound,
+    /// A peer connected to the TCP relay (RFC 6062 §4.4, ConnectionAttempt).
+    ConnectionAttempt {
+        /// CONNECTION-ID to bind.
+        id: u32,
+        /// The peer.
+        peer: SocketAddr,
+    },
     /// An error response.
     Failed {
         /// The request that failed.
@@ -206,6 +243,18 @@ impl Client {
                 let _ = w.add_attribute(&ChannelNumber::new(*channel));
                 let _ = w.add_attribute(&XorPeerAddress::new(*peer, tid));
             }
+            Request::AllocateTcp { lifetime } => {
+                let _ = w.add_attribute(&RequestedTransport::new(RequestedTransport::TCP));
+                if let Some(l) = lifetime {
+                    let _ = w.add_attribute(&Lifetime::new(*l));
+                }
+            }
+            Request::Connect { peer } => {
+                let _ = w.add_attribute(&XorPeerAddress::new(*peer, tid));
+            }
+            Request::ConnectionBind { id } => {
+                let _ = w.add_attribute(&ConnectionId::new(*id));
+            }
         }
         let signed = req != Request::Binding && self.nonce.is_some();
         if signed
@@ -280,6 +329,18 @@ impl Client {
 
     fn receive_stun(&mut self, msg: &Message<'_>) -> Received {
         if msg.class() == MessageClass::Indication {
+            if msg.method() == CONNECTION_ATTEMPT {
+                return match (
+                    msg.attribute::<ConnectionId>(),
+                    msg.attribute::<XorPeerAddress>(),
+                ) {
+                    (Ok(c), Ok(p)) => Received::ConnectionAttempt {
+                        id: c.id(),
+                        peer: p.addr(msg.transaction_id()),
+                    },
+                    _ => Received::Ignored,
+                };
+            }
             if msg.method() != DATA {
                 return Received::Ignored;
             }
@@ -330,22 +391,28 @@ impl Client {
             Request::Binding => msg
                 .attribute::<XorMappedAddress>()
                 .map_or(Received::Ignored, |a| Received::Mapped(a.addr(tid))),
-            Request::Allocate { .. } => match msg.attribute::<XorRelayedAddress>() {
-                Ok(r) => Received::Allocated {
-                    relayed: r.addr(tid),
-                    mapped: msg
-                        .attribute::<XorMappedAddress>()
-                        .ok()
-                        .map(|m| m.addr(tid)),
-                    lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
-                },
-                Err(_) => Received::Ignored,
-            },
+            Request::Allocate { .. } | Request::AllocateTcp { .. } => {
+                match msg.attribute::<XorRelayedAddress>() {
+                    Ok(r) => Received::Allocated {
+                        relayed: r.addr(tid),
+                        mapped: msg
+                            .attribute::<XorMappedAddress>()
+                            .ok()
+                            .map(|m| m.addr(tid)),
+                        lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
+                    },
+                    Err(_) => Received::Ignored,
+                }
+            }
             Request::Refresh { .. } => Received::Refreshed {
                 lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
             },
             Request::CreatePermission { .. } => Received::PermissionCreated,
             Request::ChannelBind { .. } => Received::ChannelBound,
+            Request::Connect { .. } => msg
+                .attribute::<ConnectionId>()
+                .map_or(Received::Ignored, |c| Received::Connected { id: c.id() }),
+            Request::ConnectionBind { .. } => Received::ConnectionBound,
         }
     }
 }

@@ -34,12 +34,19 @@ pub enum Error {
     /// A request on an allocation with another user's credentials (441).
     #[error("wrong credentials")]
     WrongCredentials,
-    /// REQUESTED-TRANSPORT other than UDP (442).
+    /// REQUESTED-TRANSPORT other than UDP, or TCP (RFC 6062) where the server cannot
+    /// give it (442).
     #[error("unsupported transport protocol")]
     UnsupportedTransport,
     /// A peer address of the other family than the relay (443).
     #[error("peer address family mismatch")]
     PeerAddressFamilyMismatch,
+    /// Connect to a peer the TCP allocation has a connection with (446, RFC 6062 §6.3).
+    #[error("connection already exists")]
+    ConnectionAlreadyExists,
+    /// Connect could not reach the peer in time (447, RFC 6062 §6.3).
+    #[error("connection timeout or failure")]
+    ConnectionFailed,
     /// The user has as many allocations as the quota allows (486).
     #[error("allocation quota reached")]
     QuotaReached,
@@ -62,6 +69,8 @@ impl Error {
             Self::WrongCredentials => 441,
             Self::UnsupportedTransport => 442,
             Self::PeerAddressFamilyMismatch => 443,
+            Self::ConnectionAlreadyExists => 446,
+            Self::ConnectionFailed => 447,
             Self::QuotaReached => 486,
             Self::InsufficientCapacity(_) => 508,
         }
@@ -81,6 +90,8 @@ impl Error {
             Self::WrongCredentials => "wrong_credentials",
             Self::UnsupportedTransport => "unsupported_transport",
             Self::PeerAddressFamilyMismatch => "peer_address_family_mismatch",
+            Self::ConnectionAlreadyExists => "connection_already_exists",
+            Self::ConnectionFailed => "connection_failed",
             Self::QuotaReached => "quota_reached",
             Self::InsufficientCapacity(_) => "insufficient_capacity",
         }
@@ -99,6 +110,8 @@ impl Error {
             Self::WrongCredentials => "Wrong Credentials",
             Self::UnsupportedTransport => "Unsupported Transport Protocol",
             Self::PeerAddressFamilyMismatch => "Peer Address Family Mismatch",
+            Self::ConnectionAlreadyExists => "Connection Already Exists",
+            Self::ConnectionFailed => "Connection Timeout or Failure",
             Self::QuotaReached => "Allocation Quota Reached",
             Self::InsufficientCapacity(_) => "Insufficient Capacity",
         }

@@ -125,6 +125,23 @@ pub enum Event {
         /// The peer.
         peer: SocketAddr,
     },
+    /// A peer connection of a TCP allocation was established (RFC 6062: by Connect, or
+    /// by the peer).
+    TcpConnectionOpened {
+        /// The allocation's relay address.
+        relay: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+        /// The connection id.
+        id: u32,
+    },
+    /// A peer connection of a TCP allocation ended.
+    TcpConnectionClosed {
+        /// The allocation's relay address.
+        relay: SocketAddr,
+        /// The connection id.
+        id: u32,
+    },
     /// A channel expired.
     ChannelDeleted {
         /// The allocation's relay address.

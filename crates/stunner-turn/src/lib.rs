@@ -39,6 +39,7 @@ mod response;
 mod send;
 mod server;
 mod stats;
+mod tcp_relay;
 mod timer;
 mod transport;
 
@@ -56,4 +57,5 @@ pub use server::{
     Server, ServerConfig,
 };
 pub use stats::{ClusterStats, Counter, Stats};
+pub use tcp_relay::{CONNECT_TIMEOUT, CONNECTION_BIND_TIMEOUT};
 pub use transport::{FiveTuple, Source, Transmit, TransportKind};

@@ -25,17 +25,17 @@ impl Server {
     /// a relay of the peer's family (443) and the policy must admit it (403). Port 0
     /// checks the address only. Returns the relayed address that serves the peer.
     pub(crate) fn check_peer(&self, ft: FiveTuple, peer: SocketAddr) -> Result<SocketAddr, Error> {
-        let relay = self
-            .allocations
-            .get(&ft)
-            .ok_or(Error::AllocationMismatch)?
+        let a = self.allocations.get(&ft).ok_or(Error::AllocationMismatch)?;
+        let relay = a
             .relay_for(peer.ip())
             .ok_or(Error::PeerAddressFamilyMismatch)?;
-        self.config
-            .policy
-            .admit(peer.ip(), peer.port())
-            .map(|_| relay)
-            .ok_or(Error::PeerNotAllowed)
+        let policy = &self.config.policy;
+        let admitted = if a.tcp.is_some() {
+            policy.admit_tcp(peer.ip(), peer.port())
+        } else {
+            policy.admit(peer.ip(), peer.port())
+        };
+        admitted.map(|_| relay).ok_or(Error::PeerNotAllowed)
     }
 
     pub(crate) fn handle_create_permission(

@@ -33,6 +33,8 @@ struct Cluster {
     endpoints: Vec<Endpoint>,
     /// STRICT_DNS names; their resolved addresses live in `PeerPolicy::dns`.
     names: Vec<String>,
+    /// `protocol: TCP`: its peers are reached by TCP allocations (RFC 6062).
+    tcp: bool,
 }
 
 /// The peer policy of one listener.
@@ -70,6 +72,7 @@ impl PeerPolicy {
                 name: name.to_string(),
                 endpoints: endpoints.to_vec(),
                 names: Vec::new(),
+                tcp: false,
             }],
             dns: HashMap::new(),
             special: special_ranges(),
@@ -110,19 +113,33 @@ impl PeerPolicy {
     }
 
     /// The first routed cluster that admits `ip` (and `port`, unless it is 0), by
-    /// index. Port 0 checks the address only, for permissions.
+    /// index. Port 0 checks the address only, for permissions. Any cluster admits UDP
+    /// peers, whatever its `protocol` (upstream v1.2.1 relays UDP only and ignores it).
     pub fn admit(&self, ip: IpAddr, port: u16) -> Option<usize> {
+        self.admit_where(ip, port, |_| true)
+    }
+
+    /// [`admit`](Self::admit) for the peers of a TCP allocation (RFC 6062): only
+    /// clusters with `protocol: TCP` admit them.
+    pub fn admit_tcp(&self, ip: IpAddr, port: u16) -> Option<usize> {
+        self.admit_where(ip, port, |c| c.tcp)
+    }
+
+    fn admit_where(&self, ip: IpAddr, port: u16, keep: impl Fn(&Cluster) -> bool) -> Option<usize> {
         let ip = ip.to_canonical();
         let special = self.special.iter().find(|r| r.contains(ip));
         self.clusters.iter().position(|c| {
-            c.endpoints.iter().any(|e| {
-                e.matches(ip, port)
-                    && special
-                        .is_none_or(|r| e.prefix_len() >= r.prefix_len() && r.contains(e.network()))
-            }) || c.names.iter().any(|n| {
-                // A resolved address is an explicit /32 or /128: it may be special.
-                self.dns.get(n).is_some_and(|a| a.contains(&ip))
-            })
+            keep(c)
+                && c.endpoints.iter().any(|e| {
+                    e.matches(ip, port)
+                        && special.is_none_or(|r| {
+                            e.prefix_len() >= r.prefix_len() && r.contains(e.network())
+                        })
+                })
+                || c.names.iter().any(|n| {
+                    // A resolved address is an explicit /32 or /128: it may be special.
+                    self.dns.get(n).is_some_and(|a| a.contains(&ip))
+                })
         })
     }
 }
@@ -137,6 +154,7 @@ impl Cluster {
             name: c.name.clone(),
             endpoints,
             names,
+            tcp: c.protocol == stunner_config::ClusterProtocol::Tcp,
         }
     }
 }

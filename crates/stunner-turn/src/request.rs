@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use stun_types::attribute::{Attribute, AttributeType};
 use stun_types::message::{BINDING, Message};
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
+use turn_types::message::{
+    ALLOCATE, CHANNEL_BIND, CONNECT, CONNECTION_BIND, CREATE_PERMISSION, REFRESH, SEND,
+};
 
 use crate::Error;
 use crate::auth::{Authenticated, authenticate};
@@ -39,6 +41,7 @@ const KNOWN_REQUIRED: &[u16] = &[
     0x0022, // RESERVATION-TOKEN
     0x0024, // PRIORITY
     0x0025, // USE-CANDIDATE
+    0x002A, // CONNECTION-ID (RFC 6062)
 ];
 
 fn unknown_required(msg: &Message<'_>) -> Vec<AttributeType> {
@@ -103,7 +106,15 @@ impl Server {
             self.handle_binding(ft, msg);
             return;
         }
-        if ![ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND].contains(&method) {
+        let known = [
+            ALLOCATE,
+            REFRESH,
+            CREATE_PERMISSION,
+            CHANNEL_BIND,
+            CONNECT,
+            CONNECTION_BIND,
+        ];
+        if !known.contains(&method) {
             self.respond_error(now, ft, msg, &Error::BadRequest("unknown method"), None);
             return;
         }
@@ -126,6 +137,10 @@ impl Server {
             self.handle_refresh(now, ft, msg, &auth)
         } else if method == CREATE_PERMISSION {
             self.handle_create_permission(now, ft, msg, &auth)
+        } else if method == CONNECT {
+            self.handle_connect(now, ft, msg, &auth)
+        } else if method == CONNECTION_BIND {
+            self.handle_connection_bind(ft, msg, &auth)
         } else {
             self.handle_channel_bind(now, ft, msg, &auth)
         };

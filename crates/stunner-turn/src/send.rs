@@ -23,7 +23,8 @@ impl Server {
             return self.drop_packet(DropReason::Malformed);
         };
         let peer = canonical(peer.addr(msg.transaction_id()));
-        let Some(relay) = a.relay_for(peer.ip()) else {
+        let Some(relay) = a.relay_for(peer.ip()).filter(|_| a.tcp.is_none()) else {
+            // No relay of the peer's family, or a TCP allocation (RFC 6062 §4: no Send).
             return self.drop_packet(DropReason::Malformed);
         };
         if !a.permitted(peer.ip(), now) {
@@ -59,7 +60,7 @@ impl Server {
 
     /// A transaction id for an indication. Uniqueness is all that matters (RFC 8489
     /// §6.3.2 ignores it for indications); derived from a counter and the nonce key.
-    fn indication_id(&mut self) -> TransactionId {
+    pub(crate) fn indication_id(&mut self) -> TransactionId {
         let n = u128::from(self.next_token());
         TransactionId::from(
             n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) & ((1 << 96) - 1),

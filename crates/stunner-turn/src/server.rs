@@ -127,6 +127,9 @@ pub struct RelayRequest {
     pub reservation: Option<u64>,
     /// RFC 8656 §14.8 DONT-FRAGMENT: set DF on the relay socket.
     pub dont_fragment: bool,
+    /// A TCP allocation (RFC 6062): the relay is a listening TCP socket on the port,
+    /// from which Connects are made too.
+    pub tcp: bool,
 }
 
 /// Something for the IO layer to do.
@@ -138,6 +141,27 @@ pub enum Output {
     OpenRelay(RelayRequest),
     /// Close the relay socket of this relayed address (its allocation is gone).
     CloseRelay(SocketAddr),
+    /// Connect from the TCP relay `relay` to `peer` (RFC 6062 §5.2); answer with
+    /// [`Server::handle_peer_connected`].
+    ConnectPeer {
+        /// The connection id to answer with.
+        id: u32,
+        /// The relayed address to connect from.
+        relay: SocketAddr,
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// The client connection `client` is now the data connection of peer connection
+    /// `id`: after the bytes already queued for it (the ConnectionBind answer), relay
+    /// raw bytes between the two, both ways (RFC 6062 §5.4).
+    BindConnection {
+        /// The peer connection.
+        id: u32,
+        /// The client's data connection.
+        client: FiveTuple,
+    },
+    /// Close peer connection `id` and its data connection, if any.
+    CloseConnection(u32),
     /// Report an event.
     Event(Event),
 }
@@ -172,6 +196,8 @@ pub(crate) struct PendingAllocate {
     /// The client went away (or the server closed everything) before the relay sockets
     /// were opened: the answer only closes them.
     pub(crate) cancelled: bool,
+    /// A TCP allocation (RFC 6062).
+    pub(crate) tcp: bool,
 }
 
 /// How long a reserved port is held (RFC 8656 §7.2 suggests about 30 s).
@@ -193,6 +219,10 @@ pub struct Server {
     pub(crate) outputs: VecDeque<Output>,
     pub(crate) stats: Stats,
     pub(crate) draining: bool,
+    /// Peer connections of TCP allocations, by connection id (RFC 6062).
+    pub(crate) connections: HashMap<u32, crate::tcp_relay::Connection>,
+    /// Client data connections, bound to a peer connection.
+    pub(crate) data_connections: HashMap<FiveTuple, u32>,
 }
 
 impl std::fmt::Debug for Server {
@@ -224,6 +254,8 @@ impl Server {
             outputs: VecDeque::new(),
             stats,
             draining: false,
+            connections: HashMap::new(),
+            data_connections: HashMap::new(),
         }
     }
 
@@ -342,6 +374,9 @@ impl Server {
             let user = p.auth.user.clone();
             self.release_user(&user);
         }
+        if let Some(id) = self.data_connections.get(&five_tuple).copied() {
+            self.close_connection(now, id);
+        }
         self.delete_allocation(now, five_tuple, false);
     }
 
@@ -392,6 +427,7 @@ impl Server {
                     channel: n,
                 });
             }
+            self.expire_connections(now, ft);
             self.rearm(ft);
             for e in gone {
                 self.event(e);
@@ -413,6 +449,7 @@ impl Server {
 
     /// Deletes an allocation and asks for its relay socket to be closed.
     pub(crate) fn delete_allocation(&mut self, now: Instant, ft: FiveTuple, expired: bool) {
+        self.close_connections_of(now, ft);
         let Some(a) = self.allocations.remove(&ft) else {
             return;
         };

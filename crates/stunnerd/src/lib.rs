@@ -19,6 +19,7 @@ mod relays;
 pub mod run;
 pub mod source;
 mod tcp;
+mod tcp_relay;
 pub mod tls;
 mod udp;
 mod worker;

@@ -1,7 +1,9 @@
 //! A TURN-TCP or TURN-TLS worker: the listener and all its connections in one poll
 //! loop, one TURN core for the listener. Streams are split into frames with
 //! `stunner_turn::frame_len` (RFC 8656 §12.5); a closed connection ends its allocation.
-//! TLS is rustls driven by hand over the non-blocking socket.
+//! TLS is rustls driven by hand over the non-blocking socket. A connection bound by
+//! ConnectionBind (RFC 6062) stops being framed: its bytes are pumped to and from its
+//! peer connection (`tcp_relay.rs`), each side read only while the other has room.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -16,6 +18,7 @@ use stunner_turn::{FiveTuple, ServerConfig, frame_len};
 
 use crate::net;
 use crate::relays::Reservations;
+use crate::tcp_relay::{CHUNK, FIRST_TCP_RELAY_TOKEN, HIGH_WATER, TcpRelays};
 use crate::worker::{self, Clients, Control, Core, Shared, WAKER};
 
 const LISTENER: Token = Token(1);
@@ -31,6 +34,12 @@ struct Conn {
     outbuf: Vec<u8>,
     tls: Option<rustls::ServerConnection>,
     writable_armed: bool,
+    /// A data connection (RFC 6062 §5.4): the peer connection it is bound to.
+    data_peer: Option<Token>,
+    /// Not read because the peer side is full; read again when it drains.
+    paused: bool,
+    /// Close once what is queued is written.
+    closing: bool,
 }
 
 impl Conn {
@@ -66,6 +75,49 @@ impl Conn {
         self.tls
             .as_ref()
             .map_or(!self.outbuf.is_empty(), |t| t.wants_write())
+    }
+
+    /// Bytes queued for the client, for back-pressure. TLS does not say how much it
+    /// holds: anything unwritten counts as full.
+    fn pending_len(&self) -> usize {
+        match &self.tls {
+            Some(t) if t.wants_write() => HIGH_WATER,
+            Some(_) => 0,
+            None => self.outbuf.len(),
+        }
+    }
+
+    /// Reads at most `chunk.len()` bytes (decrypted for TLS): `Some(0)` is EOF or an
+    /// error, `None` nothing now.
+    fn read_some(&mut self, chunk: &mut [u8]) -> Option<usize> {
+        let Some(tls) = &mut self.tls else {
+            loop {
+                match self.stream.read(chunk) {
+                    Ok(n) => return Some(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Some(0),
+                }
+            }
+        };
+        loop {
+            match tls.reader().read(chunk) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => return Some(0),
+            }
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => return Some(0),
+                Ok(_) => {
+                    if tls.process_new_packets().is_err() {
+                        return Some(0);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Some(0),
+            }
+        }
     }
 
     /// Queues bytes for the client; false if the client is too far behind.
@@ -128,6 +180,10 @@ struct Conns {
     next: usize,
     /// Connections to close after this turn (EOF, errors, overflow).
     dead: Vec<Token>,
+    /// TCP allocations' sockets (RFC 6062).
+    relays: TcpRelays,
+    /// Paused sides of bound pairs whose other side drained: read them again.
+    resume: Vec<Token>,
 }
 
 impl Conns {
@@ -135,9 +191,17 @@ impl Conns {
         let Some(c) = self.by_token.get_mut(&token) else {
             return;
         };
-        if !c.write_pending() {
+        if !c.write_pending() || (c.closing && !c.has_pending()) {
             self.dead.push(token);
             return;
+        }
+        if let Some(p) = c.data_peer
+            && c.pending_len() < HIGH_WATER / 2
+            && let Some(peer) = self.relays.peers.get_mut(&p)
+            && peer.paused
+        {
+            peer.paused = false;
+            self.resume.push(p);
         }
         let want = c.has_pending();
         if want != c.writable_armed {
@@ -174,6 +238,57 @@ impl Clients for TcpClients<'_> {
                 .fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         self.conns.flush(t, self.poll);
+    }
+
+    fn open_tcp_relays(&mut self, req: &stunner_turn::RelayRequest) -> (Option<u16>, Option<u16>) {
+        self.conns.relays.open_all(self.poll.registry(), req)
+    }
+
+    fn close_tcp_relay(&mut self, addr: SocketAddr) {
+        self.conns.relays.close_relay(self.poll.registry(), addr);
+    }
+
+    fn connect_peer(&mut self, id: u32, relay: SocketAddr, peer: SocketAddr) -> bool {
+        self.conns
+            .relays
+            .connect(self.poll.registry(), id, relay, peer)
+    }
+
+    fn bind_connection(&mut self, id: u32, client: FiveTuple) {
+        let conns = &mut *self.conns;
+        let (Some(&tc), Some(&tp)) = (
+            conns.by_addr.get(&client.client),
+            conns.relays.by_id.get(&id),
+        ) else {
+            return;
+        };
+        if let (Some(c), Some(p)) = (conns.by_token.get_mut(&tc), conns.relays.peers.get_mut(&tp)) {
+            c.data_peer = Some(tp);
+            p.client = Some(tc);
+            // Both may have bytes waiting whose readiness was already reported.
+            conns.resume.push(tc);
+            conns.resume.push(tp);
+        }
+    }
+
+    fn close_connection(&mut self, id: u32) {
+        let conns = &mut *self.conns;
+        let Some(&tp) = conns.relays.by_id.get(&id) else {
+            return;
+        };
+        let client = conns.relays.peers.get_mut(&tp).and_then(|p| {
+            p.closing = true;
+            p.client
+        });
+        if !conns.relays.flush(self.poll.registry(), tp) {
+            conns.relays.remove(self.poll.registry(), tp);
+        }
+        if let Some(tc) = client
+            && let Some(c) = conns.by_token.get_mut(&tc)
+        {
+            c.closing = true;
+            conns.flush(tc, self.poll);
+        }
     }
 }
 
@@ -247,6 +362,9 @@ fn run(
                     }
                 }
                 LISTENER => accept(&mut listener, &mut conns, &poll, core.tls.as_ref(), &shared),
+                t if t.0 >= FIRST_TCP_RELAY_TOKEN => {
+                    relay_event(&mut core, &mut conns, t, writable, &poll, &shared);
+                }
                 t if t.0 < crate::relays::FIRST_RELAY_TOKEN => {
                     if writable {
                         conns.flush(t, &poll);
@@ -270,6 +388,7 @@ fn run(
             shared: &shared,
         };
         core.tick(&poll, &mut clients, Instant::now());
+        core.backlog.extend(conns.resume.drain(..));
     }
 }
 
@@ -317,6 +436,9 @@ fn accept(
                         outbuf: Vec::new(),
                         tls,
                         writable_armed: false,
+                        data_peer: None,
+                        paused: false,
+                        closing: false,
                     },
                 );
             }
@@ -341,6 +463,10 @@ fn read_conn(
     let Some(c) = conns.by_token.get_mut(&token) else {
         return;
     };
+    if c.data_peer.is_some() {
+        pump_to_peer(core, conns, token, poll, shared);
+        return;
+    }
     if !c.read_available(&mut chunk) {
         conns.dead.push(token);
     }
@@ -349,37 +475,207 @@ fn read_conn(
     let Some(c) = conns.by_token.get_mut(&token) else {
         return;
     };
-    let mut frames = Vec::new();
+    let ft = FiveTuple {
+        client: c.peer,
+        server: local,
+    };
     loop {
-        match frame_len(&c.inbuf) {
-            Ok(Some(n)) if n <= c.inbuf.len() => {
-                frames.push(c.inbuf.drain(..n).collect::<Vec<u8>>())
-            }
+        let Some(c) = conns.by_token.get_mut(&token) else {
+            return;
+        };
+        if c.data_peer.is_some() {
+            // A ConnectionBind made it a data connection: what follows is raw bytes.
+            pump_to_peer(core, conns, token, poll, shared);
+            return;
+        }
+        let frame = match frame_len(&c.inbuf) {
+            Ok(Some(n)) if n <= c.inbuf.len() => c.inbuf.drain(..n).collect::<Vec<u8>>(),
             Ok(_) => break,
             Err(_) => {
                 conns.dead.push(token);
                 break;
             }
-        }
-    }
-    let ft = FiveTuple {
-        client: c.peer,
-        server: local,
-    };
-    for frame in frames {
+        };
         shared.rx_packets.fetch_add(1, Ordering::Relaxed);
         shared
             .rx_bytes
             .fetch_add(frame.len() as u64, Ordering::Relaxed);
         let now = Instant::now();
         core.handle_client(now, ft, &frame);
-        let mut clients = TcpClients {
-            conns,
-            poll,
-            shared,
-        };
-        core.drain(poll, &mut clients, now);
+        drain(core, conns, poll, shared, now);
     }
+}
+
+fn drain(core: &mut Core, conns: &mut Conns, poll: &Poll, shared: &Shared, now: Instant) {
+    let mut clients = TcpClients {
+        conns,
+        poll,
+        shared,
+    };
+    core.drain(poll, &mut clients, now);
+}
+
+/// Client to peer on a bound pair (RFC 6062 §5.4), while the peer side has room.
+fn pump_to_peer(core: &mut Core, conns: &mut Conns, tc: Token, poll: &Poll, shared: &Shared) {
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        let Some(c) = conns.by_token.get_mut(&tc) else {
+            return;
+        };
+        let Some(tp) = c.data_peer.filter(|_| !c.closing) else {
+            return;
+        };
+        let Some(p) = conns.relays.peers.get_mut(&tp) else {
+            c.closing = true;
+            conns.flush(tc, poll);
+            return;
+        };
+        if p.closing {
+            return;
+        }
+        if p.outbuf.len() >= HIGH_WATER {
+            c.paused = true;
+            return;
+        }
+        let n = if c.inbuf.is_empty() {
+            match c.read_some(&mut chunk) {
+                None => {
+                    // TLS may have records to send (alerts, key updates).
+                    conns.flush(tc, poll);
+                    return;
+                }
+                Some(0) => return end_pair(core, conns, tp, poll, shared),
+                Some(n) => {
+                    p.outbuf.extend_from_slice(&chunk[..n]);
+                    n
+                }
+            }
+        } else {
+            let n = c.inbuf.len();
+            p.outbuf.append(&mut c.inbuf);
+            n
+        };
+        shared.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        shared
+            .tcp_bytes_to_peers
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if !conns.relays.flush(poll.registry(), tp) {
+            return end_pair(core, conns, tp, poll, shared);
+        }
+    }
+}
+
+/// Peer to client on a bound pair, while the client side has room. An unbound peer
+/// connection is not read: its bytes wait in the kernel.
+fn pump_to_client(core: &mut Core, conns: &mut Conns, tp: Token, poll: &Poll, shared: &Shared) {
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        let Some(p) = conns.relays.peers.get_mut(&tp) else {
+            return;
+        };
+        if p.closing || p.connecting {
+            return;
+        }
+        let Some(tc) = p.client else {
+            return;
+        };
+        let Some(c) = conns.by_token.get_mut(&tc) else {
+            return end_pair(core, conns, tp, poll, shared);
+        };
+        if c.closing {
+            return;
+        }
+        if c.pending_len() >= HIGH_WATER {
+            p.paused = true;
+            return;
+        }
+        let n = match p.read_some(&mut chunk) {
+            None => return,
+            Some(0) => return end_pair(core, conns, tp, poll, shared),
+            Some(n) => n,
+        };
+        if !c.queue(&chunk[..n]) {
+            conns.dead.push(tc);
+            return;
+        }
+        shared.tx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        shared
+            .tcp_bytes_from_peers
+            .fetch_add(n as u64, Ordering::Relaxed);
+        conns.flush(tc, poll);
+    }
+}
+
+/// One side of the pair of peer connection `tp` ended: the core forgets it and both
+/// sides close (the survivor after writing what it holds).
+fn end_pair(core: &mut Core, conns: &mut Conns, tp: Token, poll: &Poll, shared: &Shared) {
+    let Some(id) = conns.relays.peers.get(&tp).map(|p| p.id) else {
+        return;
+    };
+    let now = Instant::now();
+    core.server.handle_connection_closed(now, id);
+    drain(core, conns, poll, shared, now);
+    // Closed by the core's answer, unless it had forgotten the connection already.
+    if let Some(p) = conns.relays.remove(poll.registry(), tp)
+        && let Some(tc) = p.client
+        && let Some(c) = conns.by_token.get_mut(&tc)
+    {
+        c.closing = true;
+        conns.flush(tc, poll);
+    }
+}
+
+/// An event on a TCP relay listener or peer connection.
+fn relay_event(
+    core: &mut Core,
+    conns: &mut Conns,
+    t: Token,
+    writable: bool,
+    poll: &Poll,
+    shared: &Shared,
+) {
+    let now = Instant::now();
+    if conns.relays.is_listener(t) {
+        let server = &mut core.server;
+        conns.relays.accept(poll.registry(), t, |relay, peer| {
+            server.handle_peer_connection(now, relay, peer)
+        });
+        return drain(core, conns, poll, shared, now);
+    }
+    if let Some(connected) = conns.relays.connect_result(t) {
+        let Some(id) = conns.relays.peers.get(&t).map(|p| p.id) else {
+            return;
+        };
+        if !connected {
+            conns.relays.remove(poll.registry(), t);
+        }
+        core.server.handle_peer_connected(now, id, connected);
+        drain(core, conns, poll, shared, now);
+        if !connected {
+            return;
+        }
+    }
+    if writable {
+        if !conns.relays.flush(poll.registry(), t) {
+            let closing = conns.relays.peers.get(&t).is_some_and(|p| p.closing);
+            if closing {
+                conns.relays.remove(poll.registry(), t);
+            } else {
+                end_pair(core, conns, t, poll, shared);
+            }
+            return;
+        }
+        if let Some(p) = conns.relays.peers.get(&t)
+            && p.outbuf.len() < HIGH_WATER / 2
+            && let Some(tc) = p.client
+            && let Some(c) = conns.by_token.get_mut(&tc)
+            && c.paused
+        {
+            c.paused = false;
+            conns.resume.push(tc);
+        }
+    }
+    pump_to_client(core, conns, t, poll, shared);
 }
 
 fn close_dead(core: &mut Core, conns: &mut Conns, poll: &Poll, local: SocketAddr, shared: &Shared) {

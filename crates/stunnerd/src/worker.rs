@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 use stunner_turn::{
-    CHANNEL_HEADROOM, CHANNEL_TAILROOM, Error as TurnError, Event, Output, Server, ServerConfig,
-    Stats,
+    CHANNEL_HEADROOM, CHANNEL_TAILROOM, Error as TurnError, Event, FiveTuple, Output, RelayRequest,
+    Server, ServerConfig, Stats,
 };
 
 use crate::relays::{Relays, Reservations};
@@ -52,6 +52,12 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) permission_denials: AtomicU64,
+    /// Peer connections of TCP allocations (RFC 6062): open now, ever, and the bytes
+    /// relayed over them each way.
+    pub(crate) tcp_peer_connections: AtomicU64,
+    pub(crate) tcp_peer_connections_total: AtomicU64,
+    pub(crate) tcp_bytes_to_peers: AtomicU64,
+    pub(crate) tcp_bytes_from_peers: AtomicU64,
     /// Auth failures by reason; written on failures only.
     pub(crate) auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     /// The core's counters, copied about once a second.
@@ -102,9 +108,31 @@ impl Drop for Handle {
     }
 }
 
-/// The client side of a worker: how to send to a client.
+/// The client side of a worker: how to send to a client, and (stream workers only)
+/// the sockets of TCP allocations (RFC 6062). Datagram workers never see those
+/// requests: the core refuses TCP allocations over datagrams.
 pub(crate) trait Clients {
     fn send(&mut self, to: SocketAddr, data: &[u8]);
+
+    /// Opens the listening sockets of a TCP allocation: their ports.
+    fn open_tcp_relays(&mut self, _req: &RelayRequest) -> (Option<u16>, Option<u16>) {
+        (None, None)
+    }
+
+    /// Closes the listening socket of a TCP allocation, if `addr` is one.
+    fn close_tcp_relay(&mut self, _addr: SocketAddr) {}
+
+    /// Starts connecting peer connection `id` from `relay` to `peer`; false when it
+    /// cannot start.
+    fn connect_peer(&mut self, _id: u32, _relay: SocketAddr, _peer: SocketAddr) -> bool {
+        false
+    }
+
+    /// Pairs peer connection `id` with the client data connection `client`.
+    fn bind_connection(&mut self, _id: u32, _client: FiveTuple) {}
+
+    /// Closes peer connection `id` and its data connection, after what is queued.
+    fn close_connection(&mut self, _id: u32) {}
 }
 
 /// The core, its relay sockets, and the loop pieces common to UDP and TCP workers.
@@ -268,11 +296,25 @@ impl Core {
                     stunner_turn::Source::Relay(r) => self.relays.send(r, t.to, &t.data),
                 },
                 Output::OpenRelay(req) => {
-                    let (port, port6) = self.relays.open_all(poll.registry(), &req);
+                    let (port, port6) = if req.tcp {
+                        clients.open_tcp_relays(&req)
+                    } else {
+                        self.relays.open_all(poll.registry(), &req)
+                    };
                     self.server
                         .handle_relays_opened(now, req.token, port, port6);
                 }
-                Output::CloseRelay(a) => self.relays.close(poll.registry(), a),
+                Output::CloseRelay(a) => {
+                    self.relays.close(poll.registry(), a);
+                    clients.close_tcp_relay(a);
+                }
+                Output::ConnectPeer { id, relay, peer } => {
+                    if !clients.connect_peer(id, relay, peer) {
+                        self.server.handle_peer_connected(now, id, false);
+                    }
+                }
+                Output::BindConnection { id, client } => clients.bind_connection(id, client),
+                Output::CloseConnection(id) => clients.close_connection(id),
                 Output::Event(e) => self.event(e),
             }
         }
@@ -329,6 +371,23 @@ impl Core {
                         .fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::debug!(target: "turn", listener = l, %client, method, code = error.code(), "request failed: {error}");
+            }
+            Event::TcpConnectionOpened { relay, peer, id } => {
+                self.shared
+                    .tcp_peer_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .tcp_peer_connections_total
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "turn", listener = l, %relay, %peer, id, "TCP peer connection");
+            }
+            Event::TcpConnectionClosed { relay, id } => {
+                let _ = self.shared.tcp_peer_connections.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |n| Some(n.saturating_sub(1)),
+                );
+                tracing::debug!(target: "turn", listener = l, %relay, id, "TCP peer connection closed");
             }
             other => tracing::debug!(target: "turn", listener = l, event = ?other),
         }

@@ -199,8 +199,10 @@ fn allocate_errors() {
     assert_eq!(allocate_error(&[]), 400, "no REQUESTED-TRANSPORT");
     assert_eq!(
         allocate_error(&[&RequestedTransport::new(RequestedTransport::TCP)]),
-        442
+        400,
+        "a TCP relay over UDP (RFC 6062 §5.1)"
     );
+    assert_eq!(allocate_error(&[&RequestedTransport::new(132)]), 442, "SCTP");
     assert_eq!(
         allocate_error(&[&udp, &RequestedAddressFamily::new(AddressFamily::IPV6)]),
         440

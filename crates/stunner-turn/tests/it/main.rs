@@ -10,4 +10,5 @@ mod family;
 mod lifecycle;
 mod misc;
 mod sim;
+mod tcp_relay;
 mod vectors;

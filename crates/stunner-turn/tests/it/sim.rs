@@ -51,6 +51,11 @@ pub struct Sim {
     pub events: Vec<Event>,
     /// Held relay ports by reservation token (the IO layer's job).
     pub reservations: HashMap<u64, u16>,
+    /// RFC 6062: connects asked for (id, relay, peer), unanswered; bound (id, client);
+    /// closed connection ids.
+    pub connects: Vec<(u32, SocketAddr, SocketAddr)>,
+    pub bound: Vec<(u32, FiveTuple)>,
+    pub closed_connections: Vec<u32>,
 }
 
 impl Sim {
@@ -70,6 +75,9 @@ impl Sim {
             to_peers: Vec::new(),
             events: Vec::new(),
             reservations: HashMap::new(),
+            connects: Vec::new(),
+            bound: Vec::new(),
+            closed_connections: Vec::new(),
         }
     }
 
@@ -116,6 +124,9 @@ impl Sim {
                         .handle_relays_opened(self.now, req.token, port, port6);
                 }
                 Output::CloseRelay(a) => self.closed.push(a),
+                Output::ConnectPeer { id, relay, peer } => self.connects.push((id, relay, peer)),
+                Output::BindConnection { id, client } => self.bound.push((id, client)),
+                Output::CloseConnection(id) => self.closed_connections.push(id),
                 Output::Event(e) => self.events.push(e),
             }
         }
