@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests of several crates: a free loopback port, a
 //! fresh temporary directory, a UDP echo peer and a TURN client (our sans-IO client on a
-//! real UDP socket). Test support only: failures panic.
+//! real UDP socket), and for RFC 6062 a TCP echo peer and the client on a TCP stream. Test support only: failures panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::{SocketAddr, UdpSocket};
@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use stunner_turn::{Client, Received, Request, TransportKind};
+
+mod tcp;
+pub use tcp::{StreamTurnClient, TcpEchoPeer};
 
 /// A free port on 127.0.0.1 (UDP and TCP both free at the time of asking).
 pub fn free_port() -> u16 {

@@ -202,7 +202,11 @@ fn allocate_errors() {
         400,
         "a TCP relay over UDP (RFC 6062 §5.1)"
     );
-    assert_eq!(allocate_error(&[&RequestedTransport::new(132)]), 442, "SCTP");
+    assert_eq!(
+        allocate_error(&[&RequestedTransport::new(132)]),
+        442,
+        "SCTP"
+    );
     assert_eq!(
         allocate_error(&[&udp, &RequestedAddressFamily::new(AddressFamily::IPV6)]),
         440

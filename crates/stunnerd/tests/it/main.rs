@@ -14,4 +14,5 @@ mod lifecycle;
 mod metrics;
 mod policy;
 mod reconcile;
+mod tcp_relay;
 mod webrtc_rs;
