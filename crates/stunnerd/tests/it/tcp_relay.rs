@@ -106,7 +106,7 @@ fn one_gigabyte_through_a_tcp_allocation_with_a_stalled_neighbour() {
     // stunnerd, which must stop reading that peer instead of buffering it all: the
     // kernel's buffers fill (about 40 MB on loopback over the four sockets) and the
     // writer is pushed back.
-    let (_stalled_ctl, mut stalled) = tcp_pair(port, stalled_echo.addr);
+    let (_stalled_ctl, stalled) = tcp_pair(port, stalled_echo.addr);
     let writer = {
         let mut s = stalled.try_clone().unwrap();
         std::thread::spawn(move || {
