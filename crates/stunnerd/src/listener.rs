@@ -267,6 +267,10 @@ impl Listener {
             let sh = &w.shared;
             l.connections += sh.connections.load(Ordering::Relaxed);
             l.connections_total += sh.connections_total.load(Ordering::Relaxed);
+            l.tcp_peer_connections += sh.tcp_peer_connections.load(Ordering::Relaxed);
+            l.tcp_peer_connections_total += sh.tcp_peer_connections_total.load(Ordering::Relaxed);
+            l.tcp_relay_bytes.0 += sh.tcp_bytes_from_peers.load(Ordering::Relaxed);
+            l.tcp_relay_bytes.1 += sh.tcp_bytes_to_peers.load(Ordering::Relaxed);
             snap.permission_denials += sh.permission_denials.load(Ordering::Relaxed);
             if let Ok(m) = sh.auth_failures.lock() {
                 for (k, v) in m.iter() {

@@ -50,6 +50,12 @@ pub struct ListenerSnapshot {
     pub connections_total: u64,
     /// Traffic on the listener sockets.
     pub traffic: Traffic,
+    /// Open peer connections of its TCP allocations (RFC 6062).
+    pub tcp_peer_connections: u64,
+    /// Peer connections of its TCP allocations ever opened.
+    pub tcp_peer_connections_total: u64,
+    /// Bytes relayed over them: from (rx) and to (tx) the peers.
+    pub tcp_relay_bytes: (u64, u64),
 }
 
 /// Upper bounds (seconds) of the allocation lifetime histogram buckets.
@@ -169,6 +175,38 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Number of downstream connections at a listener.",
         &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.connections_total)]),
+    );
+    family(
+        &mut out,
+        "stunner_tcp_relay_connections",
+        "gauge",
+        "Open peer connections of TCP allocations (RFC 6062) at a listener.",
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_peer_connections)]),
+    );
+    family(
+        &mut out,
+        "stunner_tcp_relay_connections_total",
+        "counter",
+        "Peer connections of TCP allocations (RFC 6062) at a listener.",
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_peer_connections_total)]),
+    );
+    family(
+        &mut out,
+        "stunner_tcp_relay_bytes_total",
+        "counter",
+        "Bytes relayed over TCP allocations, received from (rx) or sent to (tx) peers.",
+        &per_listener(&|l| {
+            vec![
+                (
+                    labels(&[("name", &l.name), ("direction", "rx")]),
+                    l.tcp_relay_bytes.0,
+                ),
+                (
+                    labels(&[("name", &l.name), ("direction", "tx")]),
+                    l.tcp_relay_bytes.1,
+                ),
+            ]
+        }),
     );
     type Pick = fn(&Traffic) -> (u64, u64);
     let kinds: [(&str, &str, Pick); 2] = [
