@@ -312,6 +312,9 @@ mod tests {
                 rx_bytes: 1000,
                 tx_bytes: 1100,
             },
+            tcp_peer_connections: 1,
+            tcp_peer_connections_total: 4,
+            tcp_relay_bytes: (600, 700),
         });
         s.clusters.insert(
             "ns/media".into(),
@@ -333,6 +336,10 @@ mod tests {
             "stunner_listener_connections_total{name=\"ns/gw/udp\"} 5",
             "stunner_listener_packets_total{name=\"ns/gw/udp\",direction=\"rx\"} 10",
             "stunner_listener_bytes_total{name=\"ns/gw/udp\",direction=\"tx\"} 1100",
+            "stunner_tcp_relay_connections{name=\"ns/gw/udp\"} 1",
+            "stunner_tcp_relay_connections_total{name=\"ns/gw/udp\"} 4",
+            "stunner_tcp_relay_bytes_total{name=\"ns/gw/udp\",direction=\"rx\"} 600",
+            "stunner_tcp_relay_bytes_total{name=\"ns/gw/udp\",direction=\"tx\"} 700",
             "stunner_cluster_packets_total{name=\"ns/media\",direction=\"tx\"} 2",
             "stunner_cluster_bytes_total{name=\"ns/media\",direction=\"rx\"} 3",
             "stunner_dropped_packets_total{reason=\"policy_denied\"} 7",
