@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use stun_types::AddressFamily;
 use stun_types::attribute::{
     ErrorCode, MessageIntegrity, Nonce, Realm, Username, XorMappedAddress,
 };
@@ -15,8 +16,8 @@ use stun_types::message::{
     Method, TransactionId,
 };
 use turn_types::attribute::{
-    ChannelNumber, ConnectionId, Data, Lifetime, RequestedTransport, XorPeerAddress,
-    XorRelayedAddress,
+    AdditionalAddressFamily, ChannelNumber, ConnectionId, Data, Lifetime, RequestedAddressFamily,
+    RequestedTransport, XorPeerAddress, XorRelayedAddress,
 };
 use turn_types::message::{
     ALLOCATE, CHANNEL_BIND, CONNECT, CONNECTION_ATTEMPT, CONNECTION_BIND, CREATE_PERMISSION, DATA,
@@ -52,6 +53,13 @@ pub enum Request {
         /// The peer.
         peer: SocketAddr,
     },
+    /// Allocate a UDP relay of an address family, or of both (RFC 8656 §7.2).
+    AllocateFamily {
+        /// Requested lifetime.
+        lifetime: Option<u32>,
+        /// What to ask for.
+        family: RelayFamily,
+    },
     /// Allocate a TCP relay (RFC 6062 §4.1), over TCP or TLS.
     AllocateTcp {
         /// Requested lifetime.
@@ -77,11 +85,23 @@ impl Request {
             Self::Refresh { .. } => REFRESH,
             Self::CreatePermission { .. } => CREATE_PERMISSION,
             Self::ChannelBind { .. } => CHANNEL_BIND,
-            Self::AllocateTcp { .. } => ALLOCATE,
+            Self::AllocateTcp { .. } | Self::AllocateFamily { .. } => ALLOCATE,
             Self::Connect { .. } => CONNECT,
             Self::ConnectionBind { .. } => CONNECTION_BIND,
         }
     }
+}
+
+/// The relay address families an [`Request::AllocateFamily`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFamily {
+    /// REQUESTED-ADDRESS-FAMILY IPv4.
+    Ipv4,
+    /// REQUESTED-ADDRESS-FAMILY IPv6.
+    Ipv6,
+    /// ADDITIONAL-ADDRESS-FAMILY IPv6: an IPv4 and an IPv6 relay (the answer's first
+    /// XOR-RELAYED-ADDRESS is the one reported).
+    Dual,
 }
 
 /// What a received message meant.
@@ -243,6 +263,23 @@ impl Client {
                 let _ = w.add_attribute(&ChannelNumber::new(*channel));
                 let _ = w.add_attribute(&XorPeerAddress::new(*peer, tid));
             }
+            Request::AllocateFamily { lifetime, family } => {
+                let _ = w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP));
+                let _ = match family {
+                    RelayFamily::Ipv4 => {
+                        w.add_attribute(&RequestedAddressFamily::new(AddressFamily::IPV4))
+                    }
+                    RelayFamily::Ipv6 => {
+                        w.add_attribute(&RequestedAddressFamily::new(AddressFamily::IPV6))
+                    }
+                    RelayFamily::Dual => {
+                        w.add_attribute(&AdditionalAddressFamily::new(AddressFamily::IPV6))
+                    }
+                };
+                if let Some(l) = lifetime {
+                    let _ = w.add_attribute(&Lifetime::new(*l));
+                }
+            }
             Request::AllocateTcp { lifetime } => {
                 let _ = w.add_attribute(&RequestedTransport::new(RequestedTransport::TCP));
                 if let Some(l) = lifetime {
@@ -391,19 +428,19 @@ impl Client {
             Request::Binding => msg
                 .attribute::<XorMappedAddress>()
                 .map_or(Received::Ignored, |a| Received::Mapped(a.addr(tid))),
-            Request::Allocate { .. } | Request::AllocateTcp { .. } => {
-                match msg.attribute::<XorRelayedAddress>() {
-                    Ok(r) => Received::Allocated {
-                        relayed: r.addr(tid),
-                        mapped: msg
-                            .attribute::<XorMappedAddress>()
-                            .ok()
-                            .map(|m| m.addr(tid)),
-                        lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
-                    },
-                    Err(_) => Received::Ignored,
-                }
-            }
+            Request::Allocate { .. }
+            | Request::AllocateFamily { .. }
+            | Request::AllocateTcp { .. } => match msg.attribute::<XorRelayedAddress>() {
+                Ok(r) => Received::Allocated {
+                    relayed: r.addr(tid),
+                    mapped: msg
+                        .attribute::<XorMappedAddress>()
+                        .ok()
+                        .map(|m| m.addr(tid)),
+                    lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
+                },
+                Err(_) => Received::Ignored,
+            },
             Request::Refresh { .. } => Received::Refreshed {
                 lifetime: msg.attribute::<Lifetime>().map_or(0, |l| l.seconds()),
             },

@@ -47,7 +47,7 @@ pub use allocation::{
     CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_CHANNEL, MAX_LIFETIME, MIN_CHANNEL, PERMISSION_LIFETIME,
 };
 pub use auth::Credentials;
-pub use client::{Client, Received, Request};
+pub use client::{Client, Received, RelayFamily, Request};
 pub use error::Error;
 pub use event::{DropReason, Event};
 pub use framing::{FramingError, frame_len};

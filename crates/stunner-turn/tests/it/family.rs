@@ -364,3 +364,41 @@ fn coturns_draft_codepoints_make_a_dual_allocation_too() {
         400
     );
 }
+
+#[test]
+fn the_client_asks_for_a_family_or_both() {
+    for (family, relayed) in [
+        (RelayFamily::Ipv6, "[fd00::1]:50001"),
+        (RelayFamily::Ipv4, "10.0.0.1:50001"),
+        (RelayFamily::Dual, "10.0.0.1:50001"),
+    ] {
+        let mut sim = Sim::new(dual_config());
+        let mut c = TestClient::user("192.0.2.10:40000");
+        let r = c.exchange(
+            &mut sim,
+            Request::AllocateFamily {
+                lifetime: None,
+                family,
+            },
+        );
+        assert!(
+            matches!(r, Received::Allocated { relayed: a, .. } if a == addr(relayed)),
+            "{family:?}: {r:?}"
+        );
+        assert_eq!(
+            sim.opened[0].additional.is_some(),
+            family == RelayFamily::Dual
+        );
+    }
+    // No IPv6 pod address: an IPv6 relay is 440.
+    let mut sim = Sim::new(static_config(&["0.0.0.0/0"]));
+    let mut c = TestClient::user("192.0.2.10:40000");
+    let r = c.expect_error(
+        &mut sim,
+        Request::AllocateFamily {
+            lifetime: None,
+            family: RelayFamily::Ipv6,
+        },
+    );
+    assert_eq!(r, 440);
+}
