@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
             realm: "r".into(),
             credentials: Credentials::Static { username: "u".into(), password: "p".into() },
             relay_ip: [10, 0, 0, 1].into(),
+            alternate_relay_ip: Some("fd00::1".parse().unwrap()),
             policy: PeerPolicy::from_endpoints("c", &["0.0.0.0/0".parse().unwrap()]),
             user_quota: 0,
             transport,
