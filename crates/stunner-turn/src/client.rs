@@ -264,17 +264,13 @@ impl Client {
                 let _ = w.add_attribute(&XorPeerAddress::new(*peer, tid));
             }
             Request::AllocateFamily { lifetime, family } => {
+                const IPV4: AddressFamily = AddressFamily::IPV4;
+                const IPV6: AddressFamily = AddressFamily::IPV6;
                 let _ = w.add_attribute(&RequestedTransport::new(RequestedTransport::UDP));
                 let _ = match family {
-                    RelayFamily::Ipv4 => {
-                        w.add_attribute(&RequestedAddressFamily::new(AddressFamily::IPV4))
-                    }
-                    RelayFamily::Ipv6 => {
-                        w.add_attribute(&RequestedAddressFamily::new(AddressFamily::IPV6))
-                    }
-                    RelayFamily::Dual => {
-                        w.add_attribute(&AdditionalAddressFamily::new(AddressFamily::IPV6))
-                    }
+                    RelayFamily::Ipv4 => w.add_attribute(&RequestedAddressFamily::new(IPV4)),
+                    RelayFamily::Ipv6 => w.add_attribute(&RequestedAddressFamily::new(IPV6)),
+                    RelayFamily::Dual => w.add_attribute(&AdditionalAddressFamily::new(IPV6)),
                 };
                 if let Some(l) = lifetime {
                     let _ = w.add_attribute(&Lifetime::new(*l));

@@ -128,6 +128,44 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// `conf` with a Prometheus endpoint on 127.0.0.1:`mport`.
+pub fn with_metrics(conf: &str, mport: u16) -> String {
+    conf.replace(
+        "admin:\n",
+        &format!("admin:\n  metrics_endpoint: \"http://127.0.0.1:{mport}/metrics\"\n"),
+    )
+}
+
+/// Polls `/metrics` on `mport` (a snapshot refreshed every second) until `ok` holds for
+/// its body, which it returns; panics after 5 s with `what` and the last body.
+pub fn wait_metrics(mport: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, body) = http_get(mport, "/metrics").unwrap_or((0, String::new()));
+        if code == 200 && ok(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: metrics never matched:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of the series `series` (its name and labels, exactly as exposed).
+pub fn metric(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| v as u64)
+}
+
 /// A config with static user/pass, one UDP and one TCP listener on `port`, routed to
 /// a cluster of `endpoints`.
 pub fn config(port: u16, health: u16, auth: &str, endpoints: &str) -> String {

@@ -1,6 +1,6 @@
 //! The Prometheus endpoint: upstream metric names, with live values.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use stunner_turn::{Received, Request};
 
@@ -10,10 +10,7 @@ use crate::harness::*;
 fn metrics_report_allocations_and_traffic() {
     let (port, health, mport) = (free_port(), free_port(), free_port());
     let peer = EchoPeer::start();
-    let conf = config(port, health, STATIC_AUTH, "127.0.0.1/32").replace(
-        "admin:\n",
-        &format!("admin:\n  metrics_endpoint: \"http://127.0.0.1:{mport}/metrics\"\n"),
-    );
+    let conf = with_metrics(&config(port, health, STATIC_AUTH, "127.0.0.1/32"), mport);
     let d = Stunnerd::start("metrics", &conf, health, &[]);
     d.wait_ready(200, Duration::from_secs(5));
     let mut c = TurnClient::new(port, "user", "pass");
@@ -37,7 +34,6 @@ fn metrics_report_allocations_and_traffic() {
         bad.request(Request::Allocate { lifetime: None }),
         Received::Failed { code: 401, .. }
     ));
-    let deadline = Instant::now() + Duration::from_secs(5);
     let want = [
         "stunner_allocations_active 1",
         "stunner_listener_connections{name=\"udp\"} 1",
@@ -45,33 +41,18 @@ fn metrics_report_allocations_and_traffic() {
         "stunner_cluster_bytes_total{name=\"peers\",direction=\"rx\"} 50",
         "stunner_auth_failures_total{reason=\"unauthorized\"} 1",
     ];
-    loop {
-        let (code, body) = http_get(mport, "/metrics").unwrap_or((0, String::new()));
-        if code == 200 && want.iter().all(|w| body.contains(w)) {
-            assert!(body.contains("stunner_listener_packets_total{name=\"udp\",direction=\"rx\"}"));
-            assert!(body.contains("# TYPE stunner_listener_connections_total counter"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "metrics never matched:\n{body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let body = wait_metrics(mport, "allocations and traffic", |b| {
+        want.iter().all(|w| b.contains(w))
+    });
+    assert!(body.contains("stunner_listener_packets_total{name=\"udp\",direction=\"rx\"}"));
+    assert!(body.contains("# TYPE stunner_listener_connections_total counter"));
     // An ended allocation shows in the lifetime histogram.
     assert_eq!(
         c.request(Request::Refresh { lifetime: 0 }),
         Received::Refreshed { lifetime: 0 }
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let body = http_get(mport, "/metrics").map(|r| r.1).unwrap_or_default();
-        if body.contains("stunner_allocation_duration_seconds_count 1")
-            && body.contains("stunner_allocations_active 0")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "histogram never updated:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_metrics(mport, "lifetime histogram", |b| {
+        b.contains("stunner_allocation_duration_seconds_count 1")
+            && b.contains("stunner_allocations_active 0")
+    });
 }

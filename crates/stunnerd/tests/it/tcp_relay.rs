@@ -94,10 +94,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[test]
 fn one_gigabyte_through_a_tcp_allocation_with_a_stalled_neighbour() {
     let (port, health, mport) = (free_port(), free_port(), free_port());
-    let conf = tcp_config(port, health, false).replace(
-        "admin:\n",
-        &format!("admin:\n  metrics_endpoint: \"http://127.0.0.1:{mport}/metrics\"\n"),
-    );
+    let conf = with_metrics(&tcp_config(port, health, false), mport);
     let d = Stunnerd::start("tcp-relay-1g", &conf, health, &[]);
     d.wait_ready(200, Duration::from_secs(5));
     let (echo, stalled_echo) = (TcpEchoPeer::start(), TcpEchoPeer::start());
@@ -158,34 +155,19 @@ fn one_gigabyte_through_a_tcp_allocation_with_a_stalled_neighbour() {
         stalled_sent < 64 << 20,
         "the stalled writer was never pushed back"
     );
-    // The relay counters (the endpoint serves a snapshot refreshed every second): both
-    // pairs' peer connections are open, and at least the gigabyte went each way.
-    let value = |body: &str, series: &str| -> Option<u64> {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
+    // The relay counters: both pairs' peer connections are open, and at least the
+    // gigabyte went each way.
+    let bytes = |b: &str, dir: &str| {
+        metric(
+            b,
+            &format!("stunner_tcp_relay_bytes_total{{name=\"tcp\",direction=\"{dir}\"}}"),
+        )
     };
-    let series =
-        |dir: &str| format!("stunner_tcp_relay_bytes_total{{name=\"tcp\",direction=\"{dir}\"}}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (code, body) = http_get(mport, "/metrics").expect("metrics endpoint");
-        assert_eq!(code, 200);
-        let open = value(&body, "stunner_tcp_relay_connections{name=\"tcp\"}");
-        let total = value(&body, "stunner_tcp_relay_connections_total{name=\"tcp\"}");
-        let (rx, tx) = (value(&body, &series("rx")), value(&body, &series("tx")));
-        if open == Some(2)
-            && total == Some(2)
-            && rx >= Some(TOTAL as u64)
-            && tx >= Some(TOTAL as u64)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "TCP relay metrics never matched: open {open:?}, total {total:?}, rx {rx:?}, tx {tx:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_metrics(mport, "TCP relay counters", |b| {
+        metric(b, "stunner_tcp_relay_connections{name=\"tcp\"}") == Some(2)
+            && metric(b, "stunner_tcp_relay_connections_total{name=\"tcp\"}") == Some(2)
+            && bytes(b, "rx") >= Some(TOTAL as u64)
+            && bytes(b, "tx") >= Some(TOTAL as u64)
+    });
     drop(stalled);
 }
