@@ -191,6 +191,8 @@ pub(crate) fn render_cluster(
 ) -> (ClusterConfig, Vec<BackendError>) {
     let mut errors = Vec::new();
     let mut cluster_type: Option<ClusterType> = None;
+    // TCP only when every backend is a Service whose ports are all TCP (below).
+    let mut all_tcp = !route.rules.iter().all(|r| r.backend_refs.is_empty());
     let mut endpoints = BTreeSet::new();
     let route_ns = &route.key.0;
     if route.rules.is_empty() {
@@ -203,6 +205,7 @@ pub(crate) fn render_cluster(
         let ns = b.namespace.clone().unwrap_or_else(|| route_ns.clone());
         let group = b.group.as_deref().unwrap_or("");
         let kind = b.kind.as_deref().unwrap_or("Service");
+        all_tcp &= group.is_empty() && kind == "Service" && service_is_tcp(world, &ns, &b.name);
         if !group.is_empty() && group != crate::crd::GROUP {
             errors.push(BackendError {
                 reason: "InvalidKind",
@@ -272,10 +275,31 @@ pub(crate) fn render_cluster(
     let cluster = ClusterConfig {
         name: route.name(),
         cluster_type: cluster_type.unwrap_or(ClusterType::Static),
-        protocol: ClusterProtocol::Udp,
+        protocol: if all_tcp {
+            ClusterProtocol::Tcp
+        } else {
+            ClusterProtocol::Udp
+        },
         endpoints: endpoints.into_iter().collect(),
     };
     (cluster, errors)
+}
+
+/// A Service whose ports are all TCP (Kubernetes' default protocol) is a TCP backend:
+/// its cluster admits the peers of TCP allocations (RFC 6062) as well as UDP ones. A
+/// Service with no ports, or with any UDP or SCTP port, stays a UDP backend, so a
+/// media server exposing UDP beside TCP signalling is not opened to TCP relays.
+fn service_is_tcp(world: &World, ns: &str, name: &str) -> bool {
+    let ports = world
+        .services
+        .get(&(ns.to_string(), name.to_string()))
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    !ports.is_empty()
+        && ports
+            .iter()
+            .all(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
 }
 
 /// `[port, endPort]` when the backend narrows the range; `endPort` needs `port`.
