@@ -8,7 +8,9 @@
 //!   `k8s://<namespace>/<gateway>:<listener>`: address and credentials from the config
 //!   discovery service at `--cds-server-address` (static credentials as configured,
 //!   ephemeral ones made from the secret for one hour);
-//! - peer: `udp://<ip>:<port>`.
+//! - peer: `udp://<ip>:<port>`, or `tcp://<ip>:<port>` through a TCP allocation (RFC
+//!   6062; the server must be `transport=tcp` or `tls`): the client's bytes go to the
+//!   peer connection as a stream, the peer's bytes come back as they are read.
 
 mod session;
 mod transport;
@@ -21,9 +23,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::Parser;
-use stunner_config::TurnUri;
+use stunner_config::{ListenerProtocol, TurnUri};
 
-use crate::session::Session;
+use crate::session::{Peer, Session};
 use crate::transport::TlsOpts;
 
 /// Errors, reported in one line.
@@ -70,14 +72,29 @@ struct Args {
     /// Namespace to look for the CDS in (default: all).
     #[arg(long = "cds-server-namespace", env = "CDS_SERVER_NAMESPACE")]
     cds_server_namespace: Option<String>,
-    /// `udp://<ip>:<port>`.
+    /// `udp://<ip>:<port>`, or `tcp://<ip>:<port>` (RFC 6062 TCP relay; needs a
+    /// `transport=tcp` or `tls` server).
     peer: String,
 }
 
-fn udp_addr(s: &str, what: &str) -> Result<SocketAddr, Error> {
-    s.strip_prefix("udp://")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| Error::Usage(format!("{what} must be udp://<ip>:<port>, got {s:?}")))
+/// The peer argument; a TCP peer needs a stream transport to the server.
+fn parse_peer(s: &str, server: &TurnUri) -> Result<Peer, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "peer must be udp://<ip>:<port> or tcp://<ip>:<port>, got {s:?}"
+        ))
+    };
+    if let Some(a) = s.strip_prefix("udp://") {
+        return a.parse().map(Peer::Udp).map_err(|_| bad());
+    }
+    let a = s.strip_prefix("tcp://").ok_or_else(bad)?;
+    let a = a.parse().map_err(|_| bad())?;
+    match server.protocol {
+        ListenerProtocol::TurnTcp | ListenerProtocol::TurnTls => Ok(Peer::Tcp(a)),
+        p => Err(Error::Usage(format!(
+            "a tcp:// peer needs a TCP relay (RFC 6062), which a TURN server gives only over transport=tcp or tls, not {p}"
+        ))),
+    }
 }
 
 fn main() -> ExitCode {
@@ -108,7 +125,7 @@ fn run(a: &Args) -> Result<(), Error> {
     if uri.username.is_none() || uri.password.is_none() {
         return Err(Error::Usage("the server URI needs user:pass@".into()));
     }
-    let peer = udp_addr(&a.peer, "peer")?;
+    let peer = parse_peer(&a.peer, &uri)?;
     let opts = TlsOpts {
         insecure: a.insecure,
         sni: a.sni.clone(),
@@ -198,14 +215,18 @@ fn pump(s: &mut Session, rx: &mpsc::Receiver<Vec<u8>>, mut deliver: impl FnMut(&
     }
 }
 
+/// Bytes per read from a stream client: one datagram's worth for a UDP peer, more for
+/// a TCP peer, whose stream has no message boundaries to keep.
+fn read_size(peer: Peer) -> usize {
+    match peer {
+        Peer::Udp(_) => 1200,
+        Peer::Tcp(_) => 16384,
+    }
+}
+
 /// `tcp://` clients: one allocation per connection; each read from the stream goes to
 /// the peer as one datagram, each datagram back is written to the stream.
-fn tcp_clients(
-    listen: SocketAddr,
-    uri: &TurnUri,
-    peer: SocketAddr,
-    opts: &TlsOpts,
-) -> Result<(), Error> {
+fn tcp_clients(listen: SocketAddr, uri: &TurnUri, peer: Peer, opts: &TlsOpts) -> Result<(), Error> {
     let l = std::net::TcpListener::bind(listen).map_err(|e| Error::Io(format!("{listen}: {e}")))?;
     eprintln!("turncat: listening on tcp://{listen}, relaying to {peer} through {uri}");
     for conn in l.incoming() {
@@ -228,7 +249,7 @@ fn tcp_clients(
                 return;
             };
             std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1200];
+                let mut buf = vec![0u8; read_size(peer)];
                 while let Ok(n) = reader.read(&mut buf) {
                     if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                         break;
@@ -244,13 +265,13 @@ fn tcp_clients(
     Ok(())
 }
 
-fn stdio(uri: &TurnUri, peer: SocketAddr, opts: &TlsOpts) -> Result<(), Error> {
+fn stdio(uri: &TurnUri, peer: Peer, opts: &TlsOpts) -> Result<(), Error> {
     let mut s = Session::open(uri, peer, opts)?;
     eprintln!("turncat: relayed at {}", s.relayed);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin();
-        let mut buf = vec![0u8; 1200];
+        let mut buf = vec![0u8; read_size(peer)];
         while let Ok(n) = stdin.read(&mut buf) {
             if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                 break;

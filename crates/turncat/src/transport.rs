@@ -287,6 +287,30 @@ impl Transport {
             Self::Tls(s, pending) => stream_frame(s.as_mut(), pending, &mut buf),
         }
     }
+
+    /// After ConnectionBind (RFC 6062 §4.4) a TCP/TLS connection carries raw bytes: what
+    /// came in behind the answer first, then whatever the next read gives within a tick.
+    pub(crate) fn recv_raw(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let mut buf = [0u8; 65536];
+        let (s, pending): (&mut dyn Read, &mut Vec<u8>) = match self {
+            Self::Tcp(s, pending) => (s, pending),
+            Self::Tls(s, pending) => (s.as_mut(), pending),
+            _ => {
+                return Err(Error::Io(
+                    "a datagram transport carries no byte stream".into(),
+                ));
+            }
+        };
+        if !pending.is_empty() {
+            return Ok(Some(std::mem::take(pending)));
+        }
+        match s.read(&mut buf) {
+            Ok(0) => Err(Error::Io("the peer connection closed".into())),
+            Ok(n) => Ok(Some(buf[..n].to_vec())),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+            Err(e) => Err(Error::Io(e.to_string())),
+        }
+    }
 }
 
 fn stream_frame(

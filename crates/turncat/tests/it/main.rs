@@ -39,12 +39,13 @@ fn stunnerd_with(port: u16, tls_port: u16, cert: &str, key: &str) {
 admin: {{healthcheck_endpoint: \"http://127.0.0.1:{health}\"}}
 auth: {{type: static, credentials: {{username: user, password: pass}}}}
 listeners:
-  - {{name: udp, protocol: TURN-UDP, address: 127.0.0.1, port: {port}, routes: [loop]}}
-  - {{name: tcp, protocol: TURN-TCP, address: 127.0.0.1, port: {port}, routes: [loop]}}
-  - {{name: tls, protocol: TURN-TLS, address: 127.0.0.1, port: {tls_port}, routes: [loop], cert: {cert}, key: {key}}}
-  - {{name: dtls, protocol: TURN-DTLS, address: 127.0.0.1, port: {tls_port}, routes: [loop], cert: {cert}, key: {key}}}
+  - {{name: udp, protocol: TURN-UDP, address: 127.0.0.1, port: {port}, routes: [loop, tcp-loop]}}
+  - {{name: tcp, protocol: TURN-TCP, address: 127.0.0.1, port: {port}, routes: [loop, tcp-loop]}}
+  - {{name: tls, protocol: TURN-TLS, address: 127.0.0.1, port: {tls_port}, routes: [loop, tcp-loop], cert: {cert}, key: {key}}}
+  - {{name: dtls, protocol: TURN-DTLS, address: 127.0.0.1, port: {tls_port}, routes: [loop, tcp-loop], cert: {cert}, key: {key}}}
 clusters:
   - {{name: loop, endpoints: [127.0.0.1/32]}}
+  - {{name: tcp-loop, protocol: TCP, endpoints: [127.0.0.1/32]}}
 "
     );
     let path = std::env::temp_dir().join(format!("turncat-it-{}-{port}.conf", std::process::id()));
@@ -239,7 +240,91 @@ fn clear_errors() {
         .args(["-", "turn://u:p@127.0.0.1:1", "tcp://127.0.0.1:1"])
         .output()
         .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a TCP relay (RFC 6062)"));
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .args(["-", "turn://u:p@127.0.0.1:1", "sctp://127.0.0.1:1"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("peer must be udp://"));
+}
+
+/// A `tcp://` peer through a TCP allocation (RFC 6062): stdin to the echo peer and
+/// back over TURN-TCP and TURN-TLS, a stream client's megabyte byte-exact, and the
+/// server's refusal of a peer no TCP cluster routes.
+#[test]
+fn tcp_peers_through_a_tcp_allocation() {
+    use std::io::Read;
+    let (port, tls_port) = (free_port(), free_port());
+    stunnerd(port, tls_port);
+    let echo = stunner_test_support::TcpEchoPeer::start().addr;
+    for (transport, port, extra) in [("tcp", port, None), ("tls", tls_port, Some("--insecure"))] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+            .args(extra)
+            .arg("-")
+            .arg(format!(
+                "turn://user:pass@127.0.0.1:{port}?transport={transport}"
+            ))
+            .arg(format!("tcp://{echo}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"a stream through turncat\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "a stream through turncat\n",
+            "{transport}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success());
+    }
+
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .arg(format!("tcp://127.0.0.1:{listen}"))
+        .arg(format!("turn://user:pass@127.0.0.1:{port}?transport=tcp"))
+        .arg(format!("tcp://{echo}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut c = (0..100)
+        .find_map(|_| {
+            std::net::TcpStream::connect(("127.0.0.1", listen))
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let sent: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 251) as u8).collect();
+    let mut w = c.try_clone().unwrap();
+    let chunk = sent.clone();
+    let writer = std::thread::spawn(move || w.write_all(&chunk).unwrap());
+    let mut got = vec![0u8; sent.len()];
+    c.read_exact(&mut got).unwrap();
+    writer.join().unwrap();
+    assert!(got == sent, "the megabyte came back altered");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // 127.0.0.2 is in no cluster: Connect is refused, turncat says so and exits 1.
+    let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
+        .arg("-")
+        .arg(format!("turn://user:pass@127.0.0.1:{port}?transport=tcp"))
+        .arg(format!("tcp://127.0.0.2:{}", echo.port()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("connect to 127.0.0.2") && err.contains("403"),
+        "{err}"
+    );
 }
 
 #[test]
