@@ -11,6 +11,7 @@
 #   TINY=1 bench/run.sh     # a few hundred ms per case on debug builds: the test
 #                           # suite's check that the benchmark runs, not a measurement
 #   UPSTREAM=0 bench/run.sh # without the upstream Go stunnerd (also when it cannot be built)
+#   ONLY=tcp_relay bench/run.sh  # only the cases whose name contains this
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "${TINY:-}" ]; then
@@ -54,6 +55,18 @@ clusters:
   - {name: loop, endpoints: [127.0.0.1/32]}
 CONF
 
+# TCP relays (RFC 6062): a TURN-TCP listener and a protocol: TCP cluster. Upstream v1.2.1
+# has no TCP allocations (442), so this case is stunnerd vs coturn only.
+cat > "$tmp/stunnerd-tcp.conf" <<CONF
+version: v1
+admin: {healthcheck_endpoint: "http://127.0.0.1:18099"}
+auth: {type: static, realm: stunner.l7mp.io, credentials: {username: user, password: pass}}
+listeners:
+  - {name: tcp, protocol: TURN-TCP, address: 127.0.0.1, port: 23478, routes: [loop]}
+clusters:
+  - {name: loop, protocol: TCP, endpoints: [127.0.0.1/32]}
+CONF
+
 wait_port() { # the server answers on UDP port $1 (a TURN Binding would be nicer; a
               # short sleep after the process is up is enough on loopback)
   for _ in $(seq 50); do
@@ -65,9 +78,25 @@ start_stunnerd() { # extra stunnerd args / env via STUNNERD_ENV
   env ${STUNNERD_ENV:-} taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/stunnerd.log" &
   pid=$!; port=23478; wait_port 23478; sleep 0.2
 }
+start_stunnerd_tcp() {
+  taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd-tcp.conf" -l all:WARN 2>"$tmp/stunnerd.log" &
+  pid=$!; port=23478; wait_tcp_port 23478; sleep 0.2
+}
 start_upstream() { # the Go stunnerd on the same config file
   taskset -c 1 "$up" -c "file://$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/upstream.log" &
   pid=$!; port=23478; wait_port 23478; sleep 0.2
+}
+wait_tcp_port() {
+  for _ in $(seq 50); do
+    if ss -ltn 2>/dev/null | grep -q ":$1 "; then return 0; fi
+    sleep 0.05
+  done
+}
+start_coturn_tcp() { # coturn's TURN-TCP listener, which gives RFC 6062 TCP relays
+  taskset -c 1 turnserver -n --no-cli --log-file=stdout --simple-log -L 127.0.0.1 -E 127.0.0.1 \
+    -p 23479 --allow-loopback-peers -u user:pass -r stunner.l7mp.io --lt-cred-mech \
+    --no-tls --no-dtls --no-udp --min-port 40000 --max-port 59999 >"$tmp/coturn.log" 2>&1 &
+  pid=$!; port=23479; wait_tcp_port 23479; sleep 0.5
 }
 start_coturn() {
   taskset -c 1 turnserver -n --no-cli --log-file=stdout --simple-log -L 127.0.0.1 -E 127.0.0.1 \
@@ -83,8 +112,8 @@ load() { # label, extra turnload args...
   taskset -c 0 "$bin/turnload" --server "127.0.0.1:$port" --server-pid "$pid" --label "$label" "$@"
 }
 
-KEYS="cpu_us_per_datagram delivered_per_s loss_pct rtt_p50_ms rtt_p99_ms setup_allocs_per_s rss_kib_per_allocation churn_allocs_per_s cpu_us_per_allocation"
-get() { grep -o "$2=[0-9.]*" "$1" | cut -d= -f2 || true; }
+KEYS="tcp_mib_per_s cpu_us_per_mib cpu_us_per_datagram delivered_per_s loss_pct rtt_p50_ms rtt_p99_ms setup_allocs_per_s rss_kib_per_allocation churn_allocs_per_s cpu_us_per_allocation"
+get() { grep -o "$2=[0-9.]*" "$1" 2>/dev/null | cut -d= -f2 || true; }
 compare() { # case, file a, label a, file b, label b
   local name=$1 fa=$2 la=$3 fb=$4 lb=$5
   for key in $KEYS; do
@@ -104,8 +133,10 @@ medians() {
   done
 }
 # Two servers under the same load, alternated REPS times; medians compared.
+skip() { [ -n "${ONLY:-}" ] && [[ "$1" != *"$ONLY"* ]]; }
 run_pair() { # case name, label a, start a, label b, start b, turnload args...
   local name=$1 la=$2 sa=$3 lb=$4 sb=$5; shift 5
+  skip "$name" && return
   for r in $(seq "$REPS"); do
     eval "$sa"; load "$la" "$@" >"$tmp/$name.a.$r"; stop
     eval "$sb"; load "$lb" "$@" >"$tmp/$name.b.$r"; stop
@@ -117,6 +148,7 @@ run_pair() { # case name, label a, start a, label b, start b, turnload args...
 run_case() { # case name, turnload args...: stunnerd (one worker) against coturn and, when
              # built, the upstream Go stunnerd (one readloop thread), alternated REPS times
   local name=$1; shift
+  skip "$name" && return
   if [ -z "$up" ]; then
     run_pair "$name" stunnerd "start_stunnerd -u 1" coturn start_coturn "$@"
     return
@@ -157,3 +189,8 @@ run_case "paced_40k_pps" --allocations "$ALLOCS" --size 100 --rate 40000 --durat
 #    alternated like the other cases.
 run_pair "two_workers_vs_one" u2 "start_stunnerd -u 2" u1 "start_stunnerd -u 1" \
   --allocations "$((ALLOCS * 2))" --size 100 --duration "$DURATION"
+# 7. TCP relays (RFC 6062): 4 TCP allocations over TURN-TCP, each streaming 16 KiB writes
+#    to turnload's TCP echo peer, every byte checked on return; MiB/s echoed and server
+#    CPU per MiB relayed (both directions). Upstream v1.2.1 answers 442: not in this case.
+run_pair "tcp_relay_16KiB_writes" stunnerd start_stunnerd_tcp coturn start_coturn_tcp \
+  --tcp-relay --allocations 4 --size 16384 --duration "$DURATION"

@@ -3,10 +3,12 @@
 //! round-trip times and the server's CPU time per relayed datagram (from
 //! `/proc/<pid>/stat`). Datagrams can go in bursts of equal size, sent with UDP GSO
 //! (`--burst`, `--gso`), as media does. `--churn` measures allocate/delete cycles
-//! instead. Traffic goes to the addresses given, which the benchmark keeps on loopback.
+//! instead; `--tcp-relay` streams bytes through RFC 6062 TCP allocations over TURN-TCP
+//! and reports MiB/s and server CPU per MiB. Traffic goes to the addresses given, which the benchmark keeps on loopback.
 
 mod churn;
 mod segments;
+mod tcp_relay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,6 +64,11 @@ struct Args {
     /// reports cycles per second and server CPU per cycle.
     #[arg(long)]
     churn: bool,
+    /// TCP-relay mode (RFC 6062): `allocations` TCP allocations over TURN-TCP to the
+    /// same server address, each Connect-ed to turnload's TCP echo peer and streaming
+    /// `size`-byte writes for `duration`; reports MiB/s echoed and server CPU per MiB.
+    #[arg(long, conflicts_with = "churn")]
+    tcp_relay: bool,
 }
 
 const PEER: Token = Token(0);
@@ -148,6 +155,9 @@ fn run(a: &Args) -> Result<(), String> {
     if a.churn {
         return run_churn(a);
     }
+    if a.tcp_relay {
+        return run_tcp_relay(a);
+    }
     // The echo peer.
     let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let peer_addr = peer_std.local_addr().map_err(|e| e.to_string())?;
@@ -199,6 +209,36 @@ fn run_churn(a: &Args) -> Result<(), String> {
         println!(
             "{l} cpu_us_per_allocation={:.3}",
             1e6 * (c1 - c0) / cycles.max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// `--tcp-relay`: MiB/s through TCP allocations and server CPU per MiB relayed.
+fn run_tcp_relay(a: &Args) -> Result<(), String> {
+    let f = tcp_relay::run(
+        a.server,
+        &a.user,
+        &a.pass,
+        a.allocations,
+        a.size.max(1),
+        Duration::from_secs_f64(a.duration),
+        || a.server_pid.and_then(cpu_seconds),
+    )?;
+    let l = &a.label;
+    let mib = f.echoed as f64 / (1024.0 * 1024.0);
+    println!(
+        "{l} tcp_allocations={} tcp_echoed_bytes={} tcp_mib_per_s={:.1}",
+        a.allocations,
+        f.echoed,
+        mib / f.secs.max(1e-9)
+    );
+    if let Some((c0, c1)) = f.cpu {
+        // Each echoed byte crossed the relay twice: client to peer and back.
+        println!(
+            "{l} server_cpu_s={:.3} cpu_us_per_mib={:.1}",
+            c1 - c0,
+            1e6 * (c1 - c0) / (2.0 * mib).max(1e-9)
         );
     }
     Ok(())
