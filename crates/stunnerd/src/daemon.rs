@@ -24,6 +24,8 @@ pub struct ListenerStats {
     pub traffic: crate::metrics::Traffic,
     /// Its live allocations.
     pub allocations: usize,
+    /// Its TCP relays (TCP and TLS listeners only).
+    pub tcp_relay: Option<crate::metrics::TcpRelayCounters>,
 }
 
 /// The STRICT_DNS names of `c`, sorted.
@@ -241,6 +243,7 @@ impl Daemon {
                 workers: l.worker_count(),
                 traffic: l.counters(),
                 allocations: l.allocations(),
+                tcp_relay: l.tcp_relay_counters(),
             })
             .collect()
     }

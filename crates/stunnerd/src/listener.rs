@@ -256,21 +256,39 @@ impl Listener {
         c
     }
 
+    /// The TCP relay counters (RFC 6062) of a TCP or TLS listener; `None` for the
+    /// datagram listeners, which have no TCP allocations.
+    pub(crate) fn tcp_relay_counters(&self) -> Option<crate::metrics::TcpRelayCounters> {
+        use stunner_config::ListenerProtocol::{TurnTcp, TurnTls};
+        if !matches!(self.config.protocol, TurnTcp | TurnTls) {
+            return None;
+        }
+        let mut t = crate::metrics::TcpRelayCounters::default();
+        for w in &self.workers {
+            let sh = &w.shared;
+            t.connections += sh.tcp_peer_connections.load(Ordering::Relaxed);
+            t.connections_total += sh.tcp_peer_connections_total.load(Ordering::Relaxed);
+            t.bytes_from_peers += sh.tcp_bytes_from_peers.load(Ordering::Relaxed);
+            t.bytes_to_peers += sh.tcp_bytes_to_peers.load(Ordering::Relaxed);
+        }
+        Some(t)
+    }
+
     /// Adds this listener's counters to a metrics snapshot.
     pub(crate) fn collect(&self, snap: &mut crate::metrics::Snapshot) {
+        let t = self.tcp_relay_counters().unwrap_or_default();
         let mut l = crate::metrics::ListenerSnapshot {
             name: self.config.name.clone(),
             traffic: self.counters(),
+            tcp_peer_connections: t.connections,
+            tcp_peer_connections_total: t.connections_total,
+            tcp_relay_bytes: (t.bytes_from_peers, t.bytes_to_peers),
             ..Default::default()
         };
         for w in &self.workers {
             let sh = &w.shared;
             l.connections += sh.connections.load(Ordering::Relaxed);
             l.connections_total += sh.connections_total.load(Ordering::Relaxed);
-            l.tcp_peer_connections += sh.tcp_peer_connections.load(Ordering::Relaxed);
-            l.tcp_peer_connections_total += sh.tcp_peer_connections_total.load(Ordering::Relaxed);
-            l.tcp_relay_bytes.0 += sh.tcp_bytes_from_peers.load(Ordering::Relaxed);
-            l.tcp_relay_bytes.1 += sh.tcp_bytes_to_peers.load(Ordering::Relaxed);
             snap.permission_denials += sh.permission_denials.load(Ordering::Relaxed);
             if let Ok(m) = sh.auth_failures.lock() {
                 for (k, v) in m.iter() {

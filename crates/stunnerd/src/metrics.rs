@@ -58,6 +58,19 @@ pub struct ListenerSnapshot {
     pub tcp_relay_bytes: (u64, u64),
 }
 
+/// The peer connections of a listener's TCP allocations (RFC 6062), for `/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpRelayCounters {
+    /// Open peer connections.
+    pub connections: u64,
+    /// Peer connections ever opened.
+    pub connections_total: u64,
+    /// Bytes relayed from the peers.
+    pub bytes_from_peers: u64,
+    /// Bytes relayed to the peers.
+    pub bytes_to_peers: u64,
+}
+
 /// Upper bounds (seconds) of the allocation lifetime histogram buckets.
 pub const LIFETIME_BUCKETS: [f64; 9] = [1.0, 5.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0];
 

@@ -365,9 +365,15 @@ impl Control {
             .into_iter()
             .map(|l| {
                 let t = l.traffic;
-                json!({"name": l.name, "workers": l.workers, "allocations": l.allocations,
+                let mut v = json!({"name": l.name, "workers": l.workers, "allocations": l.allocations,
                        "rx": {"pkts": t.rx_packets, "bytes": t.rx_bytes},
-                       "tx": {"pkts": t.tx_packets, "bytes": t.tx_bytes}})
+                       "tx": {"pkts": t.tx_packets, "bytes": t.tx_bytes}});
+                if let Some(r) = l.tcp_relay {
+                    v["tcp_relay"] = json!({"connections": r.connections,
+                        "connections_total": r.connections_total,
+                        "rx_bytes": r.bytes_from_peers, "tx_bytes": r.bytes_to_peers});
+                }
+                v
             })
             .collect();
         if let Ok(mut s) = self.state.status.lock() {

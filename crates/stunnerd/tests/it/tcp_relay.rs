@@ -169,5 +169,32 @@ fn one_gigabyte_through_a_tcp_allocation_with_a_stalled_neighbour() {
             && bytes(b, "rx") >= Some(TOTAL as u64)
             && bytes(b, "tx") >= Some(TOTAL as u64)
     });
+    // `/status` shows the same counters on the TCP listener (refreshed each second).
+    let tcp_relay = |body: &str| -> Option<serde_json::Value> {
+        let doc: serde_json::Value = serde_json::from_str(body).ok()?;
+        let l = doc["listener_stats"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "tcp")?;
+        Some(l["tcp_relay"].clone())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http_get(health, "/status").and_then(|(_, b)| tcp_relay(&b));
+        let ok = r.as_ref().is_some_and(|r| {
+            r["connections"] == 2
+                && r["connections_total"] == 2
+                && r["rx_bytes"].as_u64() >= Some(TOTAL as u64)
+                && r["tx_bytes"].as_u64() >= Some(TOTAL as u64)
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/status tcp_relay: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(stalled);
 }
