@@ -117,6 +117,10 @@ fn follows_the_cds_server() {
 
 #[test]
 fn one_shot_load_from_cds() {
+    // A watching (or not yet loaded) stunnerd serves its zero config on port 8086.
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -158,6 +162,10 @@ fn pem_cert(dir: &std::path::Path, tag: &str) -> (std::path::PathBuf, std::path:
 
 #[test]
 fn follows_a_tls_cds_server_and_refuses_one_it_cannot_verify() {
+    // A watching (or not yet loaded) stunnerd serves its zero config on port 8086.
+    let _guard = DEFAULT_HEALTH_PORT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
