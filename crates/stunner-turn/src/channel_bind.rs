@@ -70,6 +70,7 @@ impl Server {
             .insert(peer.ip(), now + PERMISSION_LIFETIME)
             .is_none();
         self.rearm(ft);
+        self.report_channels(ft, now, |p| p == peer);
         if new_permission {
             self.event(Event::PermissionCreated {
                 relay,

@@ -31,6 +31,7 @@ mod error;
 mod event;
 mod framing;
 mod nonce;
+mod offload;
 mod permission;
 mod policy;
 mod refresh;
@@ -51,6 +52,7 @@ pub use client::{Client, Received, RelayFamily, Request};
 pub use error::Error;
 pub use event::{DropReason, Event};
 pub use framing::{FramingError, frame_len};
+pub use offload::OffloadChannel;
 pub use policy::PeerPolicy;
 pub use server::{
     CHANNEL_HEADROOM, CHANNEL_TAILROOM, Forward, Output, RESERVATION_LIFETIME, RelayRequest,

@@ -61,6 +61,7 @@ impl Server {
         }
         let a = self.owned_allocation(ft, auth)?;
         let mut created = Vec::new();
+        let ips: Vec<IpAddr> = peers.iter().map(|(ip, _)| *ip).collect();
         for (ip, relay) in peers {
             if a.permissions
                 .insert(ip, now + PERMISSION_LIFETIME)
@@ -70,6 +71,8 @@ impl Server {
             }
         }
         self.rearm(ft);
+        // A refreshed permission may make bound channels to these peers offloadable.
+        self.report_channels(ft, now, |p| ips.contains(&p.ip()));
         for e in created {
             self.event(e);
         }

@@ -162,6 +162,12 @@ pub enum Output {
     },
     /// Close peer connection `id` and its data connection, if any.
     CloseConnection(u32),
+    /// This channel can be relayed in the kernel (only while
+    /// [`set_offload`](Server::set_offload) is on; may repeat).
+    OffloadUp(crate::OffloadChannel),
+    /// This channel must no longer be relayed in the kernel: it expired, lost its
+    /// permission or its peer's admission, or its allocation ended.
+    OffloadDown(crate::OffloadChannel),
     /// Report an event.
     Event(Event),
 }
@@ -223,6 +229,8 @@ pub struct Server {
     pub(crate) connections: HashMap<u32, crate::tcp_relay::Connection>,
     /// Client data connections, bound to a peer connection.
     pub(crate) data_connections: HashMap<FiveTuple, u32>,
+    /// Whether channels are reported for kernel offload (`offload.rs`).
+    pub(crate) offload: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -256,6 +264,7 @@ impl Server {
             draining: false,
             connections: HashMap::new(),
             data_connections: HashMap::new(),
+            offload: false,
         }
     }
 
@@ -410,22 +419,38 @@ impl Server {
                 }
                 keep
             });
+            let lost: Vec<IpAddr> = gone
+                .iter()
+                .filter_map(|e| match e {
+                    Event::PermissionDeleted { peer, .. } => Some(*peer),
+                    _ => None,
+                })
+                .collect();
             let expired: Vec<u16> = a
                 .channels
                 .iter()
                 .filter(|(_, c)| c.expiry <= now)
                 .map(|(n, _)| *n)
                 .collect();
+            let mut unbound = Vec::new();
             for n in expired {
                 let mut channel_relay = relay;
                 if let Some(c) = a.channels.remove(&n) {
                     a.peer_channels.remove(&c.peer);
                     channel_relay = of(c.peer.ip());
+                    unbound.push((n, channel_relay, c.peer));
                 }
                 gone.push(Event::ChannelDeleted {
                     relay: channel_relay,
                     channel: n,
                 });
+            }
+            for (n, r, p) in unbound {
+                self.report_gone(ft, n, r, p);
+            }
+            // Channels still bound whose peer lost its permission stop being offloaded.
+            if !lost.is_empty() {
+                self.report_channels(ft, now, |p| lost.contains(&p.ip()));
             }
             self.expire_connections(now, ft);
             self.rearm(ft);
@@ -453,6 +478,11 @@ impl Server {
         let Some(a) = self.allocations.remove(&ft) else {
             return;
         };
+        for (&n, c) in &a.channels {
+            if let Some(r) = a.relay_for(c.peer.ip()) {
+                self.report_gone(ft, n, r, c.peer);
+            }
+        }
         for r in a.relays() {
             self.by_relay.remove(&r);
             self.outputs.push_back(Output::CloseRelay(r));

@@ -9,6 +9,7 @@ mod data;
 mod family;
 mod lifecycle;
 mod misc;
+mod offload;
 mod sim;
 mod tcp_relay;
 mod vectors;

@@ -56,6 +56,8 @@ pub struct Sim {
     pub connects: Vec<(u32, SocketAddr, SocketAddr)>,
     pub bound: Vec<(u32, FiveTuple)>,
     pub closed_connections: Vec<u32>,
+    /// Offload reports: (up, channel).
+    pub offloads: Vec<(bool, OffloadChannel)>,
 }
 
 impl Sim {
@@ -78,6 +80,7 @@ impl Sim {
             connects: Vec::new(),
             bound: Vec::new(),
             closed_connections: Vec::new(),
+            offloads: Vec::new(),
         }
     }
 
@@ -127,6 +130,8 @@ impl Sim {
                 Output::ConnectPeer { id, relay, peer } => self.connects.push((id, relay, peer)),
                 Output::BindConnection { id, client } => self.bound.push((id, client)),
                 Output::CloseConnection(id) => self.closed_connections.push(id),
+                Output::OffloadUp(c) => self.offloads.push((true, c)),
+                Output::OffloadDown(c) => self.offloads.push((false, c)),
                 Output::Event(e) => self.events.push(e),
             }
         }
