@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+//
+// TC ingress offload of TURN ChannelData over UDP/IPv4 (RFC 8656 §12).
+//
+// client -> peer: a ChannelData datagram to a listener, from a client 5-tuple with a
+//   bound channel in `down`, leaves as a plain UDP datagram from the relay address to
+//   the peer (the 4-byte header stripped).
+// peer -> client: a datagram from a peer to a relay address in `up` leaves as
+//   ChannelData from the listener to the client (the header added).
+// Everything else (STUN, Send/Data indications, unknown channels, padded or
+// fragmented datagrams, IP options, IPv6, TCP, routes the FIB cannot resolve) goes up
+// to stunnerd unchanged: the program only ever takes packets it can finish.
+//
+// Checksums: the IPv4 header checksum and the UDP checksum are updated incrementally
+// with bpf_l3/l4_csum_replace. The UDP header stays where it is (the payload moves by 4
+// bytes instead), so an skb whose checksum is still to be completed on transmit
+// (CHECKSUM_PARTIAL, e.g. from a local pod through a veth) keeps a valid checksum start;
+// for such an skb the helpers apply only the pseudo-header changes, as they must.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define AF_INET 2
+#define IP_OFF ETH_HLEN
+#define UDP_OFF (IP_OFF + 20)
+#define PAYLOAD_OFF (UDP_OFF + 8)
+#define IP_CSUM_OFF (IP_OFF + 10)
+#define UDP_CSUM_OFF (UDP_OFF + 6)
+// The largest payload moved (a loop bound for the verifier); larger ones go up.
+#define MAX_MOVE 1472
+#define RELAY_TTL 64
+
+// Keys and values are in network byte order, as in the packet.
+struct down_key {
+	__be32 client_ip;
+	__be32 listener_ip;
+	__be16 client_port;
+	__be16 listener_port;
+	__be16 channel;
+	__u16 pad;
+};
+
+struct down_val {
+	__be32 relay_ip;
+	__be32 peer_ip;
+	__be16 relay_port;
+	__be16 peer_port;
+	__u32 stat;    // index into `stats`
+	__u32 ifindex; // the interface toward the peer (user space's route lookup)
+};
+
+struct up_key {
+	__be32 peer_ip;
+	__be32 relay_ip;
+	__be16 peer_port;
+	__be16 relay_port;
+};
+
+struct up_val {
+	__be32 listener_ip;
+	__be32 client_ip;
+	__be16 listener_port;
+	__be16 client_port;
+	__be16 channel;
+	__u16 pad;
+	__u32 stat;
+	__u32 ifindex; // the interface toward the client
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#define MAX_ENTRIES 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct down_key);
+	__type(value, struct down_val);
+} down SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct up_key);
+	__type(value, struct up_val);
+} up SEC(".maps");
+
+// Per-CPU packet and byte counters, one slot per direction of an offloaded channel.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct counter);
+} stats SEC(".maps");
+
+static __always_inline void count(__u32 stat, __u32 bytes)
+{
+	struct counter *c = bpf_map_lookup_elem(&stats, &stat);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+// Rewrites the IPv4 and UDP headers (incremental checksums); the payload has already
+// been moved. The MAC addresses are bpf_redirect_neigh's: it routes the rewritten
+// packet out of the given interface and fills them in from the neighbour table (as a
+// locally sent packet; bpf_fib_lookup would need forwarding enabled on the interface).
+static __always_inline int rewrite(struct __sk_buff *skb, __be32 osrc, __be32 odst, __be16 osport, __be16 odport,
+				   __be16 olen, __be16 ottl_proto, __be32 nsrc, __be32 ndst,
+				   __be16 nsport, __be16 ndport, __be16 nlen, __be16 nttl_proto,
+				   __be16 otot, __be16 ntot)
+{
+	const __u64 l4 = BPF_F_MARK_MANGLED_0;
+	// UDP checksum: addresses and length are in the pseudo-header; ports and the
+	// length field in the header.
+	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, osrc, nsrc, l4 | BPF_F_PSEUDO_HDR | 4) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, odst, ndst, l4 | BPF_F_PSEUDO_HDR | 4) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, olen, nlen, l4 | BPF_F_PSEUDO_HDR | 2) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, olen, nlen, l4 | 2) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, osport, nsport, l4 | 2) ||
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, odport, ndport, l4 | 2))
+		return -1;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, osrc, nsrc, 4) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, odst, ndst, 4) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, otot, ntot, 2) ||
+	    bpf_l3_csum_replace(skb, IP_CSUM_OFF, ottl_proto, nttl_proto, 2))
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + PAYLOAD_OFF > data_end)
+		return -1;
+	struct iphdr *ip = data + IP_OFF;
+	struct udphdr *udp = data + UDP_OFF;
+	ip->saddr = nsrc;
+	ip->daddr = ndst;
+	ip->tot_len = ntot;
+	ip->ttl = RELAY_TTL;
+	udp->source = nsport;
+	udp->dest = ndport;
+	udp->len = nlen;
+	return 0;
+}
+
+static __always_inline __be16 ttl_proto(__u8 ttl)
+{
+	return bpf_htons(((__u16)ttl << 8) | IPPROTO_UDP);
+}
+
+// client -> peer: drop the 4-byte ChannelData header of an `n`-byte payload.
+static __always_inline int strip(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
+				 __be16 cd_chan, __be16 cd_len, struct down_val *v, __u32 n)
+{
+	__be32 osrc = ip->saddr, odst = ip->daddr;
+	__be16 osport = udp->source, odport = udp->dest, olen = udp->len, otot = ip->tot_len;
+	__be16 ottl = ttl_proto(ip->ttl);
+	__u16 ntot_h = 20 + 8 + n;
+	__u32 stat = v->stat, ifindex = v->ifindex;
+	__be32 nsrc = v->relay_ip, ndst = v->peer_ip;
+	__be16 nsport = v->relay_port, ndport = v->peer_port;
+	// The header's 4 bytes leave the UDP payload.
+	__u32 cd = ((__u32)cd_chan) | ((__u32)cd_len << 16);
+	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, cd, 0, BPF_F_MARK_MANGLED_0 | 4))
+		return TC_ACT_SHOT;
+	if (bpf_skb_pull_data(skb, skb->len))
+		return TC_ACT_SHOT;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *p = data + PAYLOAD_OFF;
+	// Move the payload 4 bytes down, 8 bytes at a time, then the tail.
+	__u32 i;
+	// One variable offset per access (q), constant ones from it: what the verifier
+	// can bound.
+	for (i = 0; i + 8 <= n && i < MAX_MOVE; i += 8) {
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 12) > data_end)
+			return TC_ACT_SHOT;
+		__u64 w;
+		__builtin_memcpy(&w, q + 4, 8);
+		__builtin_memcpy(q, &w, 8);
+	}
+	for (__u32 k = 0; k < 8 && i < n; k++, i++) {
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 5) > data_end)
+			return TC_ACT_SHOT;
+		q[0] = q[4];
+	}
+	if (bpf_skb_change_tail(skb, skb->len - 4, 0))
+		return TC_ACT_SHOT;
+	if (rewrite(skb, osrc, odst, osport, odport, olen, ottl, nsrc, ndst, nsport,
+		    ndport, bpf_htons(8 + n), ttl_proto(RELAY_TTL), otot, bpf_htons(ntot_h)))
+		return TC_ACT_SHOT;
+	count(stat, n);
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+// peer -> client: put a ChannelData header in front of an `n`-byte payload.
+static __always_inline int wrap(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
+				struct up_val *v, __u32 n)
+{
+	__be32 osrc = ip->saddr, odst = ip->daddr;
+	__be16 osport = udp->source, odport = udp->dest, olen = udp->len, otot = ip->tot_len;
+	__be16 ottl = ttl_proto(ip->ttl);
+	__u16 ntot_h = 20 + 8 + 4 + n;
+	__u32 stat = v->stat, ifindex = v->ifindex;
+	// The header makes the packet 4 bytes longer: one that would exceed the MTU of
+	// the client's interface goes up (user space sends it, fragmented if need be).
+	__u32 mtu_len = 0;
+	if (bpf_check_mtu(skb, ifindex, &mtu_len, 4, 0))
+		return TC_ACT_OK;
+	__be32 nsrc = v->listener_ip, ndst = v->client_ip;
+	__be16 nsport = v->listener_port, ndport = v->client_port;
+	__be16 chan = v->channel, cd_len = bpf_htons(n);
+	if (bpf_skb_change_tail(skb, skb->len + 4, 0))
+		return TC_ACT_SHOT;
+	__u32 cd = ((__u32)chan) | ((__u32)cd_len << 16);
+	if (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, cd, BPF_F_MARK_MANGLED_0 | 4))
+		return TC_ACT_SHOT;
+	if (bpf_skb_pull_data(skb, skb->len))
+		return TC_ACT_SHOT;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *p = data + PAYLOAD_OFF;
+	// Move the payload 4 bytes up, from its end: the odd tail first, then 8 at a time.
+	__u32 words = n / 8, i = n;
+	for (__u32 k = 0; k < 8 && i > words * 8; k++) {
+		i--;
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 5) > data_end)
+			return TC_ACT_SHOT;
+		q[4] = q[0];
+	}
+	for (__u32 k = 0; k < MAX_MOVE / 8 && i >= 8; k++) {
+		i -= 8;
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 12) > data_end)
+			return TC_ACT_SHOT;
+		__u64 w;
+		__builtin_memcpy(&w, q, 8);
+		__builtin_memcpy(q + 4, &w, 8);
+	}
+	if ((void *)(p + 4) > data_end)
+		return TC_ACT_SHOT;
+	__builtin_memcpy(p, &chan, 2);
+	__builtin_memcpy(p + 2, &cd_len, 2);
+	if (rewrite(skb, osrc, odst, osport, odport, olen, ottl, nsrc, ndst, nsport,
+		    ndport, bpf_htons(8 + 4 + n), ttl_proto(RELAY_TTL), otot, bpf_htons(ntot_h)))
+		return TC_ACT_SHOT;
+	count(stat, n);
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+SEC("classifier")
+int stunner_channeldata(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + PAYLOAD_OFF + 4 > data_end)
+		return TC_ACT_OK;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + IP_OFF;
+	struct udphdr *udp = data + UDP_OFF;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->version != 4 ||
+	    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
+		return TC_ACT_OK;
+	__u32 udp_len = bpf_ntohs(udp->len);
+	// No trailing bytes (link padding) beyond the datagram: the lengths must agree.
+	if (bpf_ntohs(ip->tot_len) != 20 + udp_len || skb->len != ETH_HLEN + 20 + udp_len ||
+	    udp_len < 8)
+		return TC_ACT_OK;
+	__u8 *pl = data + PAYLOAD_OFF;
+	__be16 chan, cd_len;
+	__builtin_memcpy(&chan, pl, 2);
+	__builtin_memcpy(&cd_len, pl + 2, 2);
+	__u16 ch = bpf_ntohs(chan);
+	if (ch >= 0x4000 && ch <= 0x4fff) {
+		struct down_key k = {
+			.client_ip = ip->saddr,
+			.listener_ip = ip->daddr,
+			.client_port = udp->source,
+			.listener_port = udp->dest,
+			.channel = chan,
+		};
+		struct down_val *v = bpf_map_lookup_elem(&down, &k);
+		if (v) {
+			__u32 n = bpf_ntohs(cd_len);
+			// Unpadded and whole (RFC 8656 §12.5 lets UDP frames skip padding;
+			// padded ones go up).
+			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
+				return TC_ACT_OK;
+			return strip(skb, ip, udp, chan, cd_len, v, n);
+		}
+	}
+	struct up_key uk = {
+		.peer_ip = ip->saddr,
+		.relay_ip = ip->daddr,
+		.peer_port = udp->source,
+		.relay_port = udp->dest,
+	};
+	struct up_val *uv = bpf_map_lookup_elem(&up, &uk);
+	if (uv) {
+		__u32 n = udp_len - 8;
+		if (n > MAX_MOVE)
+			return TC_ACT_OK;
+		return wrap(skb, ip, udp, uv, n);
+	}
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

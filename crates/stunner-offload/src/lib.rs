@@ -1,0 +1,343 @@
+//! Kernel offload of TURN ChannelData relaying (`admin.offload_engine: TC`): a TC
+//! ingress eBPF program (`bpf/channeldata.bpf.c`) relays the datagrams of offloaded
+//! channels both ways without waking stunnerd, and this crate loads it, attaches it to
+//! the chosen interfaces and keeps its maps in step with stunnerd's channels.
+//!
+//! Only what the program can finish is offloaded: UDP over IPv4, unpadded ChannelData
+//! on bound channels with valid permissions, to peers the routed clusters admit. What
+//! is not in the maps goes up to stunnerd unchanged. See docs/OFFLOAD.md.
+
+mod route;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::programs::{SchedClassifier, TcAttachType, tc};
+
+/// What can go wrong; every variant says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The binary was built without the program (no clang at build time).
+    #[error("this stunnerd was built without the eBPF program (clang -target bpf was missing at build time)")]
+    NotBuilt,
+    /// Loading into the kernel failed (capabilities, kernel version, verifier).
+    #[error("cannot load the eBPF program: {0}")]
+    Load(String),
+    /// Attaching to an interface failed.
+    #[error("cannot attach the eBPF program to {0}: {1}")]
+    Attach(String, String),
+    /// The interfaces could not be listed, or none was left to attach to.
+    #[error("interfaces: {0}")]
+    Interfaces(String),
+    /// No route to an address.
+    #[error("no route to {0}: {1}")]
+    Route(Ipv4Addr, String),
+    /// A map operation failed.
+    #[error("eBPF map {0}: {1}")]
+    Map(&'static str, String),
+}
+
+// The ELF parser needs the object 8-byte aligned, which include_bytes! does not give.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/channeldata.bpf.o"));
+
+/// The key of `down` (client to peer): as the datagram arrives, network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct DownKey {
+    client_ip: [u8; 4],
+    listener_ip: [u8; 4],
+    client_port: [u8; 2],
+    listener_port: [u8; 2],
+    channel: [u8; 2],
+    pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct DownVal {
+    relay_ip: [u8; 4],
+    peer_ip: [u8; 4],
+    relay_port: [u8; 2],
+    peer_port: [u8; 2],
+    stat: u32,
+    ifindex: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct UpKey {
+    peer_ip: [u8; 4],
+    relay_ip: [u8; 4],
+    peer_port: [u8; 2],
+    relay_port: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct UpVal {
+    listener_ip: [u8; 4],
+    client_ip: [u8; 4],
+    listener_port: [u8; 2],
+    client_port: [u8; 2],
+    channel: [u8; 2],
+    pad: u16,
+    stat: u32,
+    ifindex: u32,
+}
+
+/// Packets and payload bytes relayed by the kernel for one direction of a channel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Datagrams.
+    pub packets: u64,
+    /// Payload bytes (without the ChannelData header).
+    pub bytes: u64,
+}
+
+// SAFETY: plain `repr(C)` structs of integers without padding, laid out as the
+// program's (`bpf/channeldata.bpf.c`); any bit pattern is valid.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for DownKey {}
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for DownVal {}
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for UpKey {}
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for UpVal {}
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for Counter {}
+
+/// A channel to offload: the client's 5-tuple on a UDP listener, its channel number,
+/// and the relay/peer pair it stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Channel {
+    /// The client, as the listener sees it.
+    pub client: SocketAddrV4,
+    /// The listener address the client sends to (a specific address, not 0.0.0.0).
+    pub listener: SocketAddrV4,
+    /// The channel number.
+    pub channel: u16,
+    /// The allocation's relayed address.
+    pub relay: SocketAddrV4,
+    /// The peer.
+    pub peer: SocketAddrV4,
+}
+
+impl Channel {
+    fn down_key(&self) -> DownKey {
+        DownKey {
+            client_ip: self.client.ip().octets(),
+            listener_ip: self.listener.ip().octets(),
+            client_port: self.client.port().to_be_bytes(),
+            listener_port: self.listener.port().to_be_bytes(),
+            channel: self.channel.to_be_bytes(),
+            pad: 0,
+        }
+    }
+
+    fn up_key(&self) -> UpKey {
+        UpKey {
+            peer_ip: self.peer.ip().octets(),
+            relay_ip: self.relay.ip().octets(),
+            peer_port: self.peer.port().to_be_bytes(),
+            relay_port: self.relay.port().to_be_bytes(),
+        }
+    }
+}
+
+/// The counters of one offloaded channel, both ways.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCounters {
+    /// Client to peer.
+    pub to_peer: Counter,
+    /// Peer to client.
+    pub to_client: Counter,
+}
+
+/// The loaded and attached program, and its maps.
+pub struct Engine {
+    // Dropping the Ebpf detaches the program (the links are owned by it).
+    _ebpf: aya::Ebpf,
+    down: BpfHashMap<MapData, DownKey, DownVal>,
+    up: BpfHashMap<MapData, UpKey, UpVal>,
+    stats: PerCpuArray<MapData, Counter>,
+    /// Offloaded channels and their pair of stat slots (down = 2i, up = 2i + 1).
+    channels: HashMap<Channel, u32>,
+    free_slots: Vec<u32>,
+    next_slot: u32,
+    interfaces: Vec<String>,
+}
+
+/// Entries per map (the program's MAX_ENTRIES).
+pub const MAX_CHANNELS: usize = 65536;
+
+impl Engine {
+    /// Loads the program and attaches it to the ingress of `interfaces` (empty: every
+    /// interface of this network namespace but loopback).
+    pub fn start(interfaces: &[String]) -> Result<Self, Error> {
+        if cfg!(offload_unbuilt) || OBJECT.is_empty() {
+            return Err(Error::NotBuilt);
+        }
+        let ifaces: Vec<String> = if interfaces.is_empty() {
+            route::interfaces()?
+                .into_iter()
+                .filter(|i| i != "lo")
+                .collect()
+        } else {
+            interfaces.to_vec()
+        };
+        if ifaces.is_empty() {
+            return Err(Error::Interfaces("no interface to attach to".into()));
+        }
+        let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| Error::Load(e.to_string()))?;
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut("stunner_channeldata")
+            .ok_or_else(|| Error::Load("no program stunner_channeldata in the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| Error::Load(e.to_string()))?;
+        prog.load().map_err(|e| Error::Load(verifier_tail(&e)))?;
+        for i in &ifaces {
+            // TCX (kernel 6.6+) needs no qdisc; older kernels attach through clsact.
+            let _ = tc::qdisc_add_clsact(i);
+            prog.attach(i, TcAttachType::Ingress)
+                .map_err(|e| Error::Attach(i.clone(), e.to_string()))?;
+        }
+        let take = |ebpf: &mut aya::Ebpf, name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| Error::Map(name, "not in the object".into()))
+        };
+        let map_err = |name: &'static str| move |e: aya::maps::MapError| Error::Map(name, e.to_string());
+        let down = BpfHashMap::try_from(take(&mut ebpf, "down")?).map_err(map_err("down"))?;
+        let up = BpfHashMap::try_from(take(&mut ebpf, "up")?).map_err(map_err("up"))?;
+        let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?).map_err(map_err("stats"))?;
+        Ok(Self {
+            _ebpf: ebpf,
+            down,
+            up,
+            stats,
+            channels: HashMap::new(),
+            free_slots: Vec::new(),
+            next_slot: 0,
+            interfaces: ifaces,
+        })
+    }
+
+    /// The interfaces the program is attached to.
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
+    /// Offloaded channels.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether no channel is offloaded.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Offloads a channel, or leaves it be if it already is. Its counters start at 0.
+    pub fn upsert(&mut self, c: &Channel) -> Result<(), Error> {
+        if self.channels.contains_key(c) {
+            return Ok(());
+        }
+        if self.channels.len() >= MAX_CHANNELS {
+            return Err(Error::Map("down", "full".into()));
+        }
+        let to_peer = route::egress_ifindex(*c.peer.ip())?;
+        let to_client = route::egress_ifindex(*c.client.ip())?;
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.next_slot += 1;
+            self.next_slot - 1
+        });
+        for s in [2 * slot, 2 * slot + 1] {
+            let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); ncpus()])
+                .map_err(|e| Error::Map("stats", e.to_string()))?;
+            self.stats
+                .set(s, zero, 0)
+                .map_err(|e| Error::Map("stats", e.to_string()))?;
+        }
+        let dv = DownVal {
+            relay_ip: c.relay.ip().octets(),
+            peer_ip: c.peer.ip().octets(),
+            relay_port: c.relay.port().to_be_bytes(),
+            peer_port: c.peer.port().to_be_bytes(),
+            stat: 2 * slot,
+            ifindex: to_peer,
+        };
+        let uv = UpVal {
+            listener_ip: c.listener.ip().octets(),
+            client_ip: c.client.ip().octets(),
+            listener_port: c.listener.port().to_be_bytes(),
+            client_port: c.client.port().to_be_bytes(),
+            channel: c.channel.to_be_bytes(),
+            pad: 0,
+            stat: 2 * slot + 1,
+            ifindex: to_client,
+        };
+        let inserted = self
+            .down
+            .insert(c.down_key(), dv, 0)
+            .map_err(|e| Error::Map("down", e.to_string()))
+            .and_then(|()| {
+                self.up
+                    .insert(c.up_key(), uv, 0)
+                    .map_err(|e| Error::Map("up", e.to_string()))
+            });
+        if let Err(e) = inserted {
+            let _ = self.down.remove(&c.down_key());
+            self.free_slots.push(slot);
+            return Err(e);
+        }
+        self.channels.insert(*c, slot);
+        Ok(())
+    }
+
+    /// Stops offloading a channel (at once: the next datagram goes up to stunnerd).
+    /// Returns its final counters.
+    pub fn remove(&mut self, c: &Channel) -> Option<ChannelCounters> {
+        let slot = self.channels.remove(c)?;
+        let _ = self.down.remove(&c.down_key());
+        let _ = self.up.remove(&c.up_key());
+        let last = self.slot_counters(slot);
+        self.free_slots.push(slot);
+        Some(last)
+    }
+
+    /// The counters of every offloaded channel, summed over the CPUs.
+    pub fn counters(&self) -> Vec<(Channel, ChannelCounters)> {
+        self.channels
+            .iter()
+            .map(|(c, slot)| (*c, self.slot_counters(*slot)))
+            .collect()
+    }
+
+    fn slot_counters(&self, slot: u32) -> ChannelCounters {
+        let sum = |i: u32| {
+            self.stats.get(&i, 0).map_or(Counter::default(), |v| {
+                v.iter().fold(Counter::default(), |a, c| Counter {
+                    packets: a.packets + c.packets,
+                    bytes: a.bytes + c.bytes,
+                })
+            })
+        };
+        ChannelCounters {
+            to_peer: sum(2 * slot),
+            to_client: sum(2 * slot + 1),
+        }
+    }
+}
+
+fn ncpus() -> usize {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1))
+}
+
+/// The end of a verifier log, where the reason is.
+fn verifier_tail(e: &aya::programs::ProgramError) -> String {
+    let s = format!("{e:?}");
+    let tail: Vec<&str> = s.lines().rev().take(4).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
