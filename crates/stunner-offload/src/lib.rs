@@ -19,7 +19,9 @@ use aya::programs::{SchedClassifier, TcAttachType, tc};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The binary was built without the program (no clang at build time).
-    #[error("this stunnerd was built without the eBPF program (clang -target bpf was missing at build time)")]
+    #[error(
+        "this stunnerd was built without the eBPF program (clang -target bpf was missing at build time)"
+    )]
     NotBuilt,
     /// Loading into the kernel failed (capabilities, kernel version, verifier).
     #[error("cannot load the eBPF program: {0}")]
@@ -208,7 +210,8 @@ impl Engine {
             ebpf.take_map(name)
                 .ok_or_else(|| Error::Map(name, "not in the object".into()))
         };
-        let map_err = |name: &'static str| move |e: aya::maps::MapError| Error::Map(name, e.to_string());
+        let map_err =
+            |name: &'static str| move |e: aya::maps::MapError| Error::Map(name, e.to_string());
         let down = BpfHashMap::try_from(take(&mut ebpf, "down")?).map_err(map_err("down"))?;
         let up = BpfHashMap::try_from(take(&mut ebpf, "up")?).map_err(map_err("up"))?;
         let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?).map_err(map_err("stats"))?;

@@ -81,7 +81,8 @@ pub(crate) fn egress_ifindex(dst: Ipv4Addr) -> Result<u32, Error> {
 mod tests {
     use super::*;
 
-    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+    const ROUTES: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
 eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
 g1\t00010A0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
 g2\t00020A0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0

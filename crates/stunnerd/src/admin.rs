@@ -144,8 +144,11 @@ impl AdminServer {
         Ok(Self { addr, task })
     }
 
-    /// Stops serving.
-    pub(crate) fn stop(self) {
+    /// Stops serving, and returns once the socket is closed: a server for the same
+    /// port on another address (a zero config's `:8086`, then the real config's
+    /// `<pod IP>:8086`) can bind right after.
+    pub(crate) async fn stop(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }

@@ -177,6 +177,7 @@ impl Daemon {
         }
         let in_use = dns_names(&new);
         self.resolved.retain(|n, _| in_use.contains(n));
+        crate::offload::global().configure(new.admin.offload_engine, &new.admin.offload_interfaces);
         tracing::info!(target: "reconciler", config = %new, "config applied");
         self.config = Some(new);
         Ok(())
@@ -254,6 +255,10 @@ impl Daemon {
         for l in self.listeners.values() {
             l.collect(&mut s);
         }
+        // The kernel's share of the cluster traffic (the listeners add theirs).
+        for (name, t) in crate::offload::global().cluster_traffic() {
+            s.clusters.entry(name).or_default().add(&t);
+        }
         s
     }
 
@@ -262,6 +267,7 @@ impl Daemon {
         for (_, mut l) in std::mem::take(&mut self.listeners) {
             l.stop();
         }
+        crate::offload::global().shutdown();
     }
 }
 

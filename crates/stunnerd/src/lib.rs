@@ -14,6 +14,7 @@ mod listener;
 pub mod logging;
 pub mod metrics;
 mod net;
+mod offload;
 pub mod plan;
 mod relays;
 pub mod run;

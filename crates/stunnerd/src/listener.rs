@@ -243,7 +243,8 @@ impl Listener {
     }
 
     pub(crate) fn counters(&self) -> Traffic {
-        let mut c = Traffic::default();
+        // What the kernel relayed for this listener's offloaded channels, then ours.
+        let mut c = crate::offload::global().listener_traffic(&self.config.name);
         for w in &self.workers {
             let sh = &w.shared;
             c.add(&Traffic {

@@ -288,7 +288,7 @@ impl Control {
             .into_iter()
             .flatten()
         {
-            a.stop();
+            a.stop().await;
         }
     }
 
@@ -327,7 +327,7 @@ impl Control {
         let health = c.admin.healthcheck_endpoint.clone().unwrap_or_default();
         if self.admin_endpoint.as_deref() != Some(health.as_str()) {
             if let Some(a) = self.admin.take() {
-                a.stop();
+                a.stop().await;
             }
             self.admin_endpoint = Some(health);
             if let Some(h) = c.admin.healthcheck() {
@@ -336,7 +336,7 @@ impl Control {
         }
         if self.metrics_endpoint.as_deref() != Some(c.admin.metrics_endpoint.as_str()) {
             if let Some(a) = self.metrics.take() {
-                a.stop();
+                a.stop().await;
             }
             self.metrics_endpoint = Some(c.admin.metrics_endpoint.clone());
             if let Some(m) = c.admin.metrics() {
@@ -357,7 +357,9 @@ impl Control {
         } else {
             "NOT-READY"
         };
+        crate::offload::global().refresh();
         doc["allocationCount"] = json!(self.daemon.allocations());
+        doc["offload"] = crate::offload::global().status();
         doc["status"] = json!(status);
         doc["listener_stats"] = self
             .daemon

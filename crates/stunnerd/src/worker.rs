@@ -152,6 +152,8 @@ pub(crate) struct Core {
     /// DTLS listeners: the context for new handshakes.
     pub(crate) dtls: Option<openssl::ssl::SslContext>,
     next_stats: Instant,
+    /// The offload engine generation this core last reported its channels to.
+    offload_generation: u64,
 }
 
 impl Core {
@@ -181,6 +183,7 @@ impl Core {
             tls: None,
             dtls: None,
             next_stats: Instant::now(),
+            offload_generation: 0,
         }
     }
 
@@ -205,9 +208,13 @@ impl Core {
     ) -> bool {
         while let Ok(c) = rx.try_recv() {
             match c {
-                Control::Config(cfg) => self.server.set_config(*cfg),
+                Control::Config(cfg) => {
+                    self.server.set_config(*cfg);
+                    self.sync_offload(Instant::now(), true);
+                }
                 Control::Resolved(name, addrs) => {
-                    self.server.policy_mut().set_resolved(&name, addrs)
+                    self.server.policy_mut().set_resolved(&name, addrs);
+                    self.sync_offload(Instant::now(), true);
                 }
                 Control::Drain => self.server.set_draining(true),
                 Control::Tls(c) => self.tls = Some(c),
@@ -315,6 +322,12 @@ impl Core {
                 }
                 Output::BindConnection { id, client } => clients.bind_connection(id, client),
                 Output::CloseConnection(id) => clients.close_connection(id),
+                Output::OffloadUp(c) => {
+                    let c = self.offload_view(c);
+                    let cluster = self.server.config().policy.cluster_name(c.cluster);
+                    crate::offload::global().up(&self.name, cluster, &c);
+                }
+                Output::OffloadDown(c) => crate::offload::global().down(&self.offload_view(c)),
                 Output::Event(e) => self.event(e),
             }
         }
@@ -403,8 +416,35 @@ impl Core {
                 st.clone_from(self.server.stats());
             }
             self.next_stats = now + Duration::from_secs(1);
+            self.sync_offload(now, false);
         }
         self.drain(poll, clients, now);
+    }
+
+    /// A channel as the kernel sees its client's datagrams: sent to the listener's
+    /// address. A listener socket on a wildcard address (stunnerd binds `[::]` and
+    /// filters) names no address in the five-tuple; the listener's advertised one
+    /// (`address`, e.g. `$STUNNER_ADDR`, the relay IP) is what clients reach.
+    fn offload_view(&self, mut c: stunner_turn::OffloadChannel) -> stunner_turn::OffloadChannel {
+        if c.client.server.ip().is_unspecified() {
+            c.client.server.set_ip(self.server.config().relay_ip);
+        }
+        c
+    }
+
+    /// Follows the offload engine: reporting on while it runs, every channel again
+    /// when it restarts, and (`peers_changed`: a config or DNS answer) every channel's
+    /// admission again. The reports go out with the next drain.
+    fn sync_offload(&mut self, now: Instant, peers_changed: bool) {
+        let o = crate::offload::global();
+        let (active, generation) = (o.active(), o.generation());
+        if generation != self.offload_generation || active != self.server.offload() {
+            self.offload_generation = generation;
+            self.server.set_offload(false, now);
+            self.server.set_offload(active, now);
+        } else if peers_changed {
+            self.server.resync_offload(now);
+        }
     }
 }
 

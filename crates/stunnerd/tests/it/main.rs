@@ -12,6 +12,7 @@ mod gso;
 mod harness;
 mod lifecycle;
 mod metrics;
+mod offload;
 mod policy;
 mod reconcile;
 mod tcp_relay;
