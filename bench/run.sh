@@ -194,3 +194,8 @@ run_pair "two_workers_vs_one" u2 "start_stunnerd -u 2" u1 "start_stunnerd -u 1" 
 #    CPU per MiB relayed (both directions). Upstream v1.2.1 answers 442: not in this case.
 run_pair "tcp_relay_16KiB_writes" stunnerd start_stunnerd_tcp coturn start_coturn_tcp \
   --tcp-relay --allocations 4 --size 16384 --duration "$DURATION"
+# 8. Kernel offload of ChannelData (offload_engine TC vs user space vs coturn) on a veth
+#    topology in network namespaces; its own script, which says SKIPPED where it cannot run.
+if [ -z "${ONLY:-}" ] || [[ offload == *"$ONLY"* ]]; then
+  bench/offload.sh
+fi

@@ -69,6 +69,22 @@ struct Args {
     /// `size`-byte writes for `duration`; reports MiB/s echoed and server CPU per MiB.
     #[arg(long, conflicts_with = "churn")]
     tcp_relay: bool,
+    /// Address the client sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Address the echo peer binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    peer_ip: std::net::IpAddr,
+    /// Network namespace (a name under /var/run/netns) to make the echo peer's socket
+    /// in, for topologies where the peer sits behind the server (the offload benchmark).
+    #[arg(long)]
+    peer_netns: Option<String>,
+    /// Also report the busy time of this core (`/proc/stat`: user, nice, system, irq,
+    /// softirq, steal) per relayed datagram: the server's work wherever it runs, kernel
+    /// relaying in softirq included, when the server and its interfaces' receive
+    /// processing (RPS) are pinned there and nothing else is.
+    #[arg(long)]
+    server_core: Option<usize>,
 }
 
 const PEER: Token = Token(0);
@@ -159,7 +175,7 @@ fn run(a: &Args) -> Result<(), String> {
         return run_tcp_relay(a);
     }
     // The echo peer.
-    let peer_std = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let peer_std = peer_socket(a)?;
     let peer_addr = peer_std.local_addr().map_err(|e| e.to_string())?;
     peer_std.set_nonblocking(true).map_err(|e| e.to_string())?;
     segments::enable_gro(&peer_std);
@@ -170,7 +186,10 @@ fn run(a: &Args) -> Result<(), String> {
     let rss1 = a.server_pid.and_then(rss_kib);
     let mut load = Load::new(a, UdpSocket::from_std(peer_std), allocs)?;
     let cpu0 = a.server_pid.and_then(cpu_seconds);
+    let m0 = a.server_core.and_then(core_busy_seconds);
     let elapsed = load.measure(a)?;
+    let m1 = a.server_core.and_then(core_busy_seconds);
+    let received_in_window = load.received;
     load.drain();
     let cpu1 = a.server_pid.and_then(cpu_seconds);
     let l = &a.label;
@@ -186,7 +205,50 @@ fn run(a: &Args) -> Result<(), String> {
         );
     }
     load.report(l, elapsed, cpu0.zip(cpu1));
+    if let (Some(b0), Some(b1)) = (m0, m1) {
+        // Each round trip is two relayed datagrams.
+        let relayed = 2 * received_in_window;
+        println!(
+            "{l} core_cpu_us_per_datagram={:.3}",
+            1e6 * (b1 - b0) / relayed.max(1) as f64
+        );
+    }
     Ok(())
+}
+
+/// The echo peer's socket: at `--peer-ip`, inside `--peer-netns` if given (a socket
+/// stays in the namespace it was made in).
+fn peer_socket(a: &Args) -> Result<std::net::UdpSocket, String> {
+    let bind = SocketAddr::new(a.peer_ip, 0);
+    let Some(ns) = a.peer_netns.clone() else {
+        return std::net::UdpSocket::bind(bind).map_err(|e| e.to_string());
+    };
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}"))
+        .map_err(|e| format!("netns {ns}: {e}"))?;
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("setns {ns}: {e}"))?;
+        std::net::UdpSocket::bind(bind).map_err(|e| format!("{bind} in {ns}: {e}"))
+    })
+    .join()
+    .map_err(|_| "the netns thread panicked".to_string())?
+}
+
+/// Busy CPU seconds of one core (`/proc/stat`: user, nice, system, irq, softirq,
+/// steal).
+fn core_busy_seconds(core: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core}");
+    let f: Vec<f64> = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum::<f64>();
+    Some(busy / 100.0)
 }
 
 /// `--churn`: allocate/delete cycles per second and server CPU per cycle.
@@ -248,7 +310,7 @@ fn run_tcp_relay(a: &Args) -> Result<(), String> {
 fn allocate(a: &Args, peer_addr: SocketAddr) -> Result<Vec<Alloc>, String> {
     let mut allocs = Vec::new();
     for i in 0..a.allocations {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let s = std::net::UdpSocket::bind(SocketAddr::new(a.bind, 0)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(|e| e.to_string())?;
         let mut c = Client::new(&a.user, &a.pass, TransportKind::Datagram, 1 + i as u64);
