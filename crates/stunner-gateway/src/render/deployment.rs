@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -204,9 +204,33 @@ fn container(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Container {
         liveness_probe: health.then(|| probe("/live")),
         readiness_probe: health.then(|| probe("/ready")),
         resources: Some(resources),
-        security_context: spec.container_security_context.clone(),
+        security_context: offload_security_context(spec),
         ..Container::default()
     }
+}
+
+/// The Dataplane's container security context, with what kernel offload needs when an
+/// `offloadEngine` other than `None` is set: CAP_BPF to load the eBPF program and
+/// CAP_NET_ADMIN to attach it to the pod's interfaces (docs/OFFLOAD.md). Nothing else
+/// is added; capabilities the Dataplane already adds are kept.
+fn offload_security_context(spec: &crate::crd::DataplaneSpec) -> Option<SecurityContext> {
+    let wants = spec
+        .offload_engine
+        .as_deref()
+        .is_some_and(|e| !e.eq_ignore_ascii_case("none"));
+    let mut sc = spec.container_security_context.clone();
+    if !wants {
+        return sc;
+    }
+    let ctx = sc.get_or_insert_with(SecurityContext::default);
+    let caps = ctx.capabilities.get_or_insert_with(Capabilities::default);
+    let add = caps.add.get_or_insert_with(Vec::new);
+    for c in ["BPF", "NET_ADMIN"] {
+        if !add.iter().any(|a| a.eq_ignore_ascii_case(c)) {
+            add.push(c.into());
+        }
+    }
+    sc
 }
 
 /// The selector of a Gateway's pods (upstream's `matchExpressions` form).
