@@ -338,9 +338,23 @@ fn ncpus() -> usize {
     aya::util::nr_cpus().map_or(1, |n| n.max(1))
 }
 
-/// The end of a verifier log, where the reason is.
+/// The verifier's reason: the last log line before its statistics.
 fn verifier_tail(e: &aya::programs::ProgramError) -> String {
-    let s = format!("{e:?}");
-    let tail: Vec<&str> = s.lines().rev().take(4).collect();
-    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    let (io, s) = match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => (io_error, verifier_log.to_string()),
+        other => return other.to_string(),
+    };
+    let stats = |l: &str| {
+        l.starts_with("verification time")
+            || l.starts_with("processed ")
+            || l.starts_with("stack depth")
+    };
+    let reason = s
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !stats(l.trim()));
+    format!("{io}: {}", reason.unwrap_or("(no verifier log)").trim())
 }

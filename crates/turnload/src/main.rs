@@ -247,7 +247,10 @@ fn core_busy_seconds(core: usize) -> Option<f64> {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
-    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum::<f64>();
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum::<f64>();
     Some(busy / 100.0)
 }
 

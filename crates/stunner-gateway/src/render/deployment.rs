@@ -210,9 +210,11 @@ fn container(gw: &Gateway, dp: &Dataplane, opts: &RenderOptions) -> Container {
 }
 
 /// The Dataplane's container security context, with what kernel offload needs when an
-/// `offloadEngine` other than `None` is set: CAP_BPF to load the eBPF program and
-/// CAP_NET_ADMIN to attach it to the pod's interfaces (docs/OFFLOAD.md). Nothing else
-/// is added; capabilities the Dataplane already adds are kept.
+/// `offloadEngine` other than `None` is set: CAP_BPF to load the eBPF program,
+/// CAP_PERFMON for the verifier to admit its packet pointer arithmetic (without it the
+/// kernel refuses "pointer arithmetic … prohibited for !root"), and CAP_NET_ADMIN to
+/// attach it to the pod's interfaces (docs/OFFLOAD.md). Nothing else is added;
+/// capabilities the Dataplane already adds are kept.
 fn offload_security_context(spec: &crate::crd::DataplaneSpec) -> Option<SecurityContext> {
     let wants = spec
         .offload_engine
@@ -225,7 +227,7 @@ fn offload_security_context(spec: &crate::crd::DataplaneSpec) -> Option<Security
     let ctx = sc.get_or_insert_with(SecurityContext::default);
     let caps = ctx.capabilities.get_or_insert_with(Capabilities::default);
     let add = caps.add.get_or_insert_with(Vec::new);
-    for c in ["BPF", "NET_ADMIN"] {
+    for c in ["BPF", "PERFMON", "NET_ADMIN"] {
         if !add.iter().any(|a| a.eq_ignore_ascii_case(c)) {
             add.push(c.into());
         }
