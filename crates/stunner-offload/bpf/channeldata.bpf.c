@@ -7,9 +7,10 @@
 //   the peer (the 4-byte header stripped).
 // peer -> client: a datagram from a peer to a relay address in `up` leaves as
 //   ChannelData from the listener to the client (the header added).
+// Both over IPv4 and over IPv6 (a channel's client and peer of one family).
 // Everything else (STUN, Send/Data indications, unknown channels, padded or
-// fragmented datagrams, IP options, IPv6, TCP, routes the FIB cannot resolve) goes up
-// to stunnerd unchanged: the program only ever takes packets it can finish.
+// fragmented datagrams, IPv4 options, IPv6 extension headers, TCP) goes up to stunnerd
+// unchanged: the program only ever takes packets it can finish.
 //
 // Checksums: the IPv4 header checksum and the UDP checksum are updated incrementally
 // with bpf_l3/l4_csum_replace. The UDP header stays where it is (the payload moves by 4
@@ -21,6 +22,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -32,6 +34,10 @@
 #define PAYLOAD_OFF (UDP_OFF + 8)
 #define IP_CSUM_OFF (IP_OFF + 10)
 #define UDP_CSUM_OFF (UDP_OFF + 6)
+#define IP6_OFF ETH_HLEN
+#define UDP6_OFF (IP6_OFF + 40)
+#define PAYLOAD6_OFF (UDP6_OFF + 8)
+#define UDP6_CSUM_OFF (UDP6_OFF + 6)
 // The largest payload moved (a loop bound for the verifier); larger ones go up.
 #define MAX_MOVE 1472
 #define RELAY_TTL 64
@@ -93,6 +99,58 @@ struct {
 	__type(key, struct up_key);
 	__type(value, struct up_val);
 } up SEC(".maps");
+
+// The same for IPv6 (RFC 8656 relays of either family; a channel whose client and peer
+// are of different families is not offloaded).
+struct down6_key {
+	__u8 client_ip[16];
+	__u8 listener_ip[16];
+	__be16 client_port;
+	__be16 listener_port;
+	__be16 channel;
+	__u16 pad;
+};
+
+struct down6_val {
+	__u8 relay_ip[16];
+	__u8 peer_ip[16];
+	__be16 relay_port;
+	__be16 peer_port;
+	__u32 stat;
+	__u32 ifindex;
+};
+
+struct up6_key {
+	__u8 peer_ip[16];
+	__u8 relay_ip[16];
+	__be16 peer_port;
+	__be16 relay_port;
+};
+
+struct up6_val {
+	__u8 listener_ip[16];
+	__u8 client_ip[16];
+	__be16 listener_port;
+	__be16 client_port;
+	__be16 channel;
+	__u16 pad;
+	__u32 stat;
+	__u32 ifindex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct down6_key);
+	__type(value, struct down6_val);
+} down6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENTRIES);
+	__type(key, struct up6_key);
+	__type(value, struct up6_val);
+} up6 SEC(".maps");
 
 // Per-CPU packet and byte counters, one slot per direction of an offloaded channel.
 struct {
@@ -156,6 +214,64 @@ static __always_inline __be16 ttl_proto(__u8 ttl)
 	return bpf_htons(((__u16)ttl << 8) | IPPROTO_UDP);
 }
 
+// Moves the `n`-byte payload at `poff` 4 bytes down (over a ChannelData header), 8
+// bytes at a time, then the tail. One variable offset per access (q), constant ones
+// from it: what the verifier can bound. Needs a linear skb (bpf_skb_pull_data).
+static __always_inline int move_down(struct __sk_buff *skb, __u32 poff, __u32 n)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *p = data + poff;
+	__u32 i;
+	for (i = 0; i + 8 <= n && i < MAX_MOVE; i += 8) {
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 12) > data_end)
+			return -1;
+		__u64 w;
+		__builtin_memcpy(&w, q + 4, 8);
+		__builtin_memcpy(q, &w, 8);
+	}
+	for (__u32 k = 0; k < 8 && i < n; k++, i++) {
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 5) > data_end)
+			return -1;
+		q[0] = q[4];
+	}
+	return 0;
+}
+
+// Moves the `n`-byte payload at `poff` 4 bytes up, from its end (the odd tail first,
+// then 8 at a time), and writes the ChannelData header in front of it.
+static __always_inline int move_up(struct __sk_buff *skb, __u32 poff, __u32 n, __be16 chan)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *p = data + poff;
+	__u32 words = n / 8, i = n;
+	for (__u32 k = 0; k < 8 && i > words * 8; k++) {
+		i--;
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 5) > data_end)
+			return -1;
+		q[4] = q[0];
+	}
+	for (__u32 k = 0; k < MAX_MOVE / 8 && i >= 8; k++) {
+		i -= 8;
+		__u8 *q = p + (i & 0x7ff);
+		if ((void *)(q + 12) > data_end)
+			return -1;
+		__u64 w;
+		__builtin_memcpy(&w, q, 8);
+		__builtin_memcpy(q + 4, &w, 8);
+	}
+	if ((void *)(p + 4) > data_end)
+		return -1;
+	__be16 cd_len = bpf_htons(n);
+	__builtin_memcpy(p, &chan, 2);
+	__builtin_memcpy(p + 2, &cd_len, 2);
+	return 0;
+}
+
 // client -> peer: drop the 4-byte ChannelData header of an `n`-byte payload.
 static __always_inline int strip(struct __sk_buff *skb, struct iphdr *ip, struct udphdr *udp,
 				 __be16 cd_chan, __be16 cd_len, struct down_val *v, __u32 n)
@@ -173,27 +289,8 @@ static __always_inline int strip(struct __sk_buff *skb, struct iphdr *ip, struct
 		return TC_ACT_SHOT;
 	if (bpf_skb_pull_data(skb, skb->len))
 		return TC_ACT_SHOT;
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 *p = data + PAYLOAD_OFF;
-	// Move the payload 4 bytes down, 8 bytes at a time, then the tail.
-	__u32 i;
-	// One variable offset per access (q), constant ones from it: what the verifier
-	// can bound.
-	for (i = 0; i + 8 <= n && i < MAX_MOVE; i += 8) {
-		__u8 *q = p + (i & 0x7ff);
-		if ((void *)(q + 12) > data_end)
-			return TC_ACT_SHOT;
-		__u64 w;
-		__builtin_memcpy(&w, q + 4, 8);
-		__builtin_memcpy(q, &w, 8);
-	}
-	for (__u32 k = 0; k < 8 && i < n; k++, i++) {
-		__u8 *q = p + (i & 0x7ff);
-		if ((void *)(q + 5) > data_end)
-			return TC_ACT_SHOT;
-		q[0] = q[4];
-	}
+	if (move_down(skb, PAYLOAD_OFF, n))
+		return TC_ACT_SHOT;
 	if (bpf_skb_change_tail(skb, skb->len - 4, 0))
 		return TC_ACT_SHOT;
 	if (rewrite(skb, osrc, odst, osport, odport, olen, ottl, nsrc, ndst, nsport,
@@ -227,36 +324,160 @@ static __always_inline int wrap(struct __sk_buff *skb, struct iphdr *ip, struct 
 		return TC_ACT_SHOT;
 	if (bpf_skb_pull_data(skb, skb->len))
 		return TC_ACT_SHOT;
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	__u8 *p = data + PAYLOAD_OFF;
-	// Move the payload 4 bytes up, from its end: the odd tail first, then 8 at a time.
-	__u32 words = n / 8, i = n;
-	for (__u32 k = 0; k < 8 && i > words * 8; k++) {
-		i--;
-		__u8 *q = p + (i & 0x7ff);
-		if ((void *)(q + 5) > data_end)
-			return TC_ACT_SHOT;
-		q[4] = q[0];
-	}
-	for (__u32 k = 0; k < MAX_MOVE / 8 && i >= 8; k++) {
-		i -= 8;
-		__u8 *q = p + (i & 0x7ff);
-		if ((void *)(q + 12) > data_end)
-			return TC_ACT_SHOT;
-		__u64 w;
-		__builtin_memcpy(&w, q, 8);
-		__builtin_memcpy(q + 4, &w, 8);
-	}
-	if ((void *)(p + 4) > data_end)
+	if (move_up(skb, PAYLOAD_OFF, n, chan))
 		return TC_ACT_SHOT;
-	__builtin_memcpy(p, &chan, 2);
-	__builtin_memcpy(p + 2, &cd_len, 2);
 	if (rewrite(skb, osrc, odst, osport, odport, olen, ottl, nsrc, ndst, nsport,
 		    ndport, bpf_htons(8 + 4 + n), ttl_proto(RELAY_TTL), otot, bpf_htons(ntot_h)))
 		return TC_ACT_SHOT;
 	count(stat, n);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+// IPv6: the header has no checksum; the UDP checksum is mandatory (RFC 8200 §8.1), and
+// its pseudo-header changes (both addresses, the length) go in as one diff.
+struct csum_words {
+	__u32 w[9]; // source (4), destination (4), length
+};
+
+static __always_inline void words6(struct csum_words *c, const __u8 *src, const __u8 *dst, __be16 len)
+{
+	__builtin_memcpy(&c->w[0], src, 16);
+	__builtin_memcpy(&c->w[4], dst, 16);
+	c->w[8] = (__u32)len;
+}
+
+// Rewrites the IPv6 and UDP headers of a datagram whose payload has been moved.
+static __always_inline int rewrite6(struct __sk_buff *skb, const __u8 *osrc, const __u8 *odst,
+				    __be16 osport, __be16 odport, __be16 olen, const __u8 *nsrc,
+				    const __u8 *ndst, __be16 nsport, __be16 ndport, __be16 nlen)
+{
+	struct csum_words o = {}, n = {};
+	words6(&o, osrc, odst, olen);
+	words6(&n, nsrc, ndst, nlen);
+	__s64 pseudo = bpf_csum_diff(o.w, sizeof(o.w), n.w, sizeof(n.w), 0);
+	if (pseudo < 0 || bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, pseudo, BPF_F_MARK_MANGLED_0 | BPF_F_PSEUDO_HDR) ||
+	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, olen, nlen, BPF_F_MARK_MANGLED_0 | 2) ||
+	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, osport, nsport, BPF_F_MARK_MANGLED_0 | 2) ||
+	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, odport, ndport, BPF_F_MARK_MANGLED_0 | 2))
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + PAYLOAD6_OFF > data_end)
+		return -1;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	struct udphdr *udp = data + UDP6_OFF;
+	__builtin_memcpy(&ip6->saddr, nsrc, 16);
+	__builtin_memcpy(&ip6->daddr, ndst, 16);
+	ip6->payload_len = nlen;
+	ip6->hop_limit = RELAY_TTL;
+	udp->source = nsport;
+	udp->dest = ndport;
+	udp->len = nlen;
+	return 0;
+}
+
+static __always_inline int strip6(struct __sk_buff *skb, struct ipv6hdr *ip6, struct udphdr *udp,
+				  __be16 cd_chan, __be16 cd_len, struct down6_val *v, __u32 n)
+{
+	__u8 osrc[16], odst[16], nsrc[16], ndst[16];
+	__builtin_memcpy(osrc, &ip6->saddr, 16);
+	__builtin_memcpy(odst, &ip6->daddr, 16);
+	__builtin_memcpy(nsrc, v->relay_ip, 16);
+	__builtin_memcpy(ndst, v->peer_ip, 16);
+	__be16 osport = udp->source, odport = udp->dest, olen = udp->len;
+	__be16 nsport = v->relay_port, ndport = v->peer_port;
+	__u32 stat = v->stat, ifindex = v->ifindex;
+	__u32 cd = ((__u32)cd_chan) | ((__u32)cd_len << 16);
+	if (bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, cd, 0, BPF_F_MARK_MANGLED_0 | 4))
+		return TC_ACT_SHOT;
+	if (bpf_skb_pull_data(skb, skb->len) || move_down(skb, PAYLOAD6_OFF, n) ||
+	    bpf_skb_change_tail(skb, skb->len - 4, 0))
+		return TC_ACT_SHOT;
+	if (rewrite6(skb, osrc, odst, osport, odport, olen, nsrc, ndst, nsport, ndport,
+		     bpf_htons(8 + n)))
+		return TC_ACT_SHOT;
+	count(stat, n);
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+static __always_inline int wrap6(struct __sk_buff *skb, struct ipv6hdr *ip6, struct udphdr *udp,
+				 struct up6_val *v, __u32 n)
+{
+	__u8 osrc[16], odst[16], nsrc[16], ndst[16];
+	__builtin_memcpy(osrc, &ip6->saddr, 16);
+	__builtin_memcpy(odst, &ip6->daddr, 16);
+	__builtin_memcpy(nsrc, v->listener_ip, 16);
+	__builtin_memcpy(ndst, v->client_ip, 16);
+	__be16 osport = udp->source, odport = udp->dest, olen = udp->len;
+	__be16 nsport = v->listener_port, ndport = v->client_port, chan = v->channel;
+	__u32 stat = v->stat, ifindex = v->ifindex;
+	__u32 mtu_len = 0;
+	if (bpf_check_mtu(skb, ifindex, &mtu_len, 4, 0))
+		return TC_ACT_OK;
+	if (bpf_skb_change_tail(skb, skb->len + 4, 0))
+		return TC_ACT_SHOT;
+	__u32 cd = ((__u32)chan) | ((__u32)bpf_htons(n) << 16);
+	if (bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, cd, BPF_F_MARK_MANGLED_0 | 4))
+		return TC_ACT_SHOT;
+	if (bpf_skb_pull_data(skb, skb->len) || move_up(skb, PAYLOAD6_OFF, n, chan))
+		return TC_ACT_SHOT;
+	if (rewrite6(skb, osrc, odst, osport, odport, olen, nsrc, ndst, nsport, ndport,
+		     bpf_htons(8 + 4 + n)))
+		return TC_ACT_SHOT;
+	count(stat, n);
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+}
+
+// An IPv6 datagram: UDP right after the fixed header (no extension headers).
+static __always_inline int handle6(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + PAYLOAD6_OFF + 4 > data_end)
+		return TC_ACT_OK;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	struct udphdr *udp = data + UDP6_OFF;
+	if (ip6->nexthdr != IPPROTO_UDP || udp->check == 0)
+		return TC_ACT_OK;
+	__u32 udp_len = bpf_ntohs(udp->len);
+	if (bpf_ntohs(ip6->payload_len) != udp_len || skb->len != ETH_HLEN + 40 + udp_len ||
+	    udp_len < 8)
+		return TC_ACT_OK;
+	__u8 *pl = data + PAYLOAD6_OFF;
+	__be16 chan, cd_len;
+	__builtin_memcpy(&chan, pl, 2);
+	__builtin_memcpy(&cd_len, pl + 2, 2);
+	__u16 ch = bpf_ntohs(chan);
+	if (ch >= 0x4000 && ch <= 0x4fff) {
+		struct down6_key k = {
+			.client_port = udp->source,
+			.listener_port = udp->dest,
+			.channel = chan,
+		};
+		__builtin_memcpy(k.client_ip, &ip6->saddr, 16);
+		__builtin_memcpy(k.listener_ip, &ip6->daddr, 16);
+		struct down6_val *v = bpf_map_lookup_elem(&down6, &k);
+		if (v) {
+			__u32 n = bpf_ntohs(cd_len);
+			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
+				return TC_ACT_OK;
+			return strip6(skb, ip6, udp, chan, cd_len, v, n);
+		}
+	}
+	struct up6_key uk = {
+		.peer_port = udp->source,
+		.relay_port = udp->dest,
+	};
+	__builtin_memcpy(uk.peer_ip, &ip6->saddr, 16);
+	__builtin_memcpy(uk.relay_ip, &ip6->daddr, 16);
+	struct up6_val *uv = bpf_map_lookup_elem(&up6, &uk);
+	if (uv) {
+		__u32 n = udp_len - 8;
+		if (n > MAX_MOVE)
+			return TC_ACT_OK;
+		return wrap6(skb, ip6, udp, uv, n);
+	}
+	return TC_ACT_OK;
 }
 
 SEC("classifier")
@@ -269,6 +490,8 @@ int stunner_channeldata(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + IP_OFF;
 	struct udphdr *udp = data + UDP_OFF;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return handle6(skb);
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->version != 4 ||
 	    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
 		return TC_ACT_OK;

@@ -3,14 +3,14 @@
 //! channels both ways without waking stunnerd, and this crate loads it, attaches it to
 //! the chosen interfaces and keeps its maps in step with stunnerd's channels.
 //!
-//! Only what the program can finish is offloaded: UDP over IPv4, unpadded ChannelData
+//! Only what the program can finish is offloaded: UDP over IPv4 or IPv6, unpadded ChannelData
 //! on bound channels with valid permissions, to peers the routed clusters admit. What
 //! is not in the maps goes up to stunnerd unchanged. See docs/OFFLOAD.md.
 
 mod route;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::{SchedClassifier, TcAttachType, tc};
@@ -34,7 +34,7 @@ pub enum Error {
     Interfaces(String),
     /// No route to an address.
     #[error("no route to {0}: {1}")]
-    Route(Ipv4Addr, String),
+    Route(IpAddr, String),
     /// A map operation failed.
     #[error("eBPF map {0}: {1}")]
     Map(&'static str, String),
@@ -43,12 +43,13 @@ pub enum Error {
 // The ELF parser needs the object 8-byte aligned, which include_bytes! does not give.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/channeldata.bpf.o"));
 
-/// The key of `down` (client to peer): as the datagram arrives, network byte order.
+/// The key of `down` (client to peer; `down6` for IPv6, N = 16): as the datagram
+/// arrives, network byte order.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-struct DownKey {
-    client_ip: [u8; 4],
-    listener_ip: [u8; 4],
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct DownKey<const N: usize> {
+    client_ip: [u8; N],
+    listener_ip: [u8; N],
     client_port: [u8; 2],
     listener_port: [u8; 2],
     channel: [u8; 2],
@@ -56,10 +57,10 @@ struct DownKey {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct DownVal {
-    relay_ip: [u8; 4],
-    peer_ip: [u8; 4],
+#[derive(Clone, Copy, Debug)]
+struct DownVal<const N: usize> {
+    relay_ip: [u8; N],
+    peer_ip: [u8; N],
     relay_port: [u8; 2],
     peer_port: [u8; 2],
     stat: u32,
@@ -67,19 +68,19 @@ struct DownVal {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-struct UpKey {
-    peer_ip: [u8; 4],
-    relay_ip: [u8; 4],
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct UpKey<const N: usize> {
+    peer_ip: [u8; N],
+    relay_ip: [u8; N],
     peer_port: [u8; 2],
     relay_port: [u8; 2],
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct UpVal {
-    listener_ip: [u8; 4],
-    client_ip: [u8; 4],
+#[derive(Clone, Copy, Debug)]
+struct UpVal<const N: usize> {
+    listener_ip: [u8; N],
+    client_ip: [u8; N],
     listener_port: [u8; 2],
     client_port: [u8; 2],
     channel: [u8; 2],
@@ -101,13 +102,13 @@ pub struct Counter {
 // SAFETY: plain `repr(C)` structs of integers without padding, laid out as the
 // program's (`bpf/channeldata.bpf.c`); any bit pattern is valid.
 #[allow(unsafe_code)]
-unsafe impl aya::Pod for DownKey {}
+unsafe impl<const N: usize> aya::Pod for DownKey<N> {}
 #[allow(unsafe_code)]
-unsafe impl aya::Pod for DownVal {}
+unsafe impl<const N: usize> aya::Pod for DownVal<N> {}
 #[allow(unsafe_code)]
-unsafe impl aya::Pod for UpKey {}
+unsafe impl<const N: usize> aya::Pod for UpKey<N> {}
 #[allow(unsafe_code)]
-unsafe impl aya::Pod for UpVal {}
+unsafe impl<const N: usize> aya::Pod for UpVal<N> {}
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for Counter {}
 
@@ -116,22 +117,40 @@ unsafe impl aya::Pod for Counter {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Channel {
     /// The client, as the listener sees it.
-    pub client: SocketAddrV4,
-    /// The listener address the client sends to (a specific address, not 0.0.0.0).
-    pub listener: SocketAddrV4,
+    pub client: SocketAddr,
+    /// The listener address the client sends to (a specific address, not a wildcard).
+    pub listener: SocketAddr,
     /// The channel number.
     pub channel: u16,
     /// The allocation's relayed address.
-    pub relay: SocketAddrV4,
+    pub relay: SocketAddr,
     /// The peer.
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
+}
+
+/// An address as `N` bytes: IPv4 for 4, IPv6 for 16 (checked by [`Channel::family`]).
+fn octets<const N: usize>(ip: IpAddr) -> [u8; N] {
+    let mut out = [0u8; N];
+    match ip {
+        IpAddr::V4(a) if N == 4 => out.copy_from_slice(&a.octets()),
+        IpAddr::V6(a) if N == 16 => out.copy_from_slice(&a.octets()),
+        _ => {}
+    }
+    out
 }
 
 impl Channel {
-    fn down_key(&self) -> DownKey {
+    /// IPv6 if every address is, IPv4 if every address is; `None` for a mix (the
+    /// program does not translate between families).
+    fn family(&self) -> Option<bool> {
+        let v6 = [self.client, self.listener, self.relay, self.peer].map(|a| a.is_ipv6());
+        v6.iter().all(|&x| x == v6[0]).then_some(v6[0])
+    }
+
+    fn down_key<const N: usize>(&self) -> DownKey<N> {
         DownKey {
-            client_ip: self.client.ip().octets(),
-            listener_ip: self.listener.ip().octets(),
+            client_ip: octets(self.client.ip()),
+            listener_ip: octets(self.listener.ip()),
             client_port: self.client.port().to_be_bytes(),
             listener_port: self.listener.port().to_be_bytes(),
             channel: self.channel.to_be_bytes(),
@@ -139,10 +158,10 @@ impl Channel {
         }
     }
 
-    fn up_key(&self) -> UpKey {
+    fn up_key<const N: usize>(&self) -> UpKey<N> {
         UpKey {
-            peer_ip: self.peer.ip().octets(),
-            relay_ip: self.relay.ip().octets(),
+            peer_ip: octets(self.peer.ip()),
+            relay_ip: octets(self.relay.ip()),
             peer_port: self.peer.port().to_be_bytes(),
             relay_port: self.relay.port().to_be_bytes(),
         }
@@ -158,12 +177,60 @@ pub struct ChannelCounters {
     pub to_client: Counter,
 }
 
+/// The two maps of one address family.
+struct Maps<const N: usize> {
+    down: BpfHashMap<MapData, DownKey<N>, DownVal<N>>,
+    up: BpfHashMap<MapData, UpKey<N>, UpVal<N>>,
+}
+
+impl<const N: usize> Maps<N> {
+    fn insert(
+        &mut self,
+        c: &Channel,
+        slot: u32,
+        to_peer: u32,
+        to_client: u32,
+    ) -> Result<(), Error> {
+        let dv = DownVal {
+            relay_ip: octets(c.relay.ip()),
+            peer_ip: octets(c.peer.ip()),
+            relay_port: c.relay.port().to_be_bytes(),
+            peer_port: c.peer.port().to_be_bytes(),
+            stat: 2 * slot,
+            ifindex: to_peer,
+        };
+        let uv = UpVal {
+            listener_ip: octets(c.listener.ip()),
+            client_ip: octets(c.client.ip()),
+            listener_port: c.listener.port().to_be_bytes(),
+            client_port: c.client.port().to_be_bytes(),
+            channel: c.channel.to_be_bytes(),
+            pad: 0,
+            stat: 2 * slot + 1,
+            ifindex: to_client,
+        };
+        self.down
+            .insert(c.down_key::<N>(), dv, 0)
+            .map_err(|e| Error::Map("down", e.to_string()))?;
+        if let Err(e) = self.up.insert(c.up_key::<N>(), uv, 0) {
+            let _ = self.down.remove(&c.down_key::<N>());
+            return Err(Error::Map("up", e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, c: &Channel) {
+        let _ = self.down.remove(&c.down_key::<N>());
+        let _ = self.up.remove(&c.up_key::<N>());
+    }
+}
+
 /// The loaded and attached program, and its maps.
 pub struct Engine {
     // Dropping the Ebpf detaches the program (the links are owned by it).
     _ebpf: aya::Ebpf,
-    down: BpfHashMap<MapData, DownKey, DownVal>,
-    up: BpfHashMap<MapData, UpKey, UpVal>,
+    down: Maps<4>,
+    down6: Maps<16>,
     stats: PerCpuArray<MapData, Counter>,
     /// Offloaded channels and their pair of stat slots (down = 2i, up = 2i + 1).
     channels: HashMap<Channel, u32>,
@@ -212,13 +279,19 @@ impl Engine {
         };
         let map_err =
             |name: &'static str| move |e: aya::maps::MapError| Error::Map(name, e.to_string());
-        let down = BpfHashMap::try_from(take(&mut ebpf, "down")?).map_err(map_err("down"))?;
-        let up = BpfHashMap::try_from(take(&mut ebpf, "up")?).map_err(map_err("up"))?;
+        let down = Maps {
+            down: BpfHashMap::try_from(take(&mut ebpf, "down")?).map_err(map_err("down"))?,
+            up: BpfHashMap::try_from(take(&mut ebpf, "up")?).map_err(map_err("up"))?,
+        };
+        let down6 = Maps {
+            down: BpfHashMap::try_from(take(&mut ebpf, "down6")?).map_err(map_err("down6"))?,
+            up: BpfHashMap::try_from(take(&mut ebpf, "up6")?).map_err(map_err("up6"))?,
+        };
         let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?).map_err(map_err("stats"))?;
         Ok(Self {
             _ebpf: ebpf,
             down,
-            up,
+            down6,
             stats,
             channels: HashMap::new(),
             free_slots: Vec::new(),
@@ -250,8 +323,11 @@ impl Engine {
         if self.channels.len() >= MAX_CHANNELS {
             return Err(Error::Map("down", "full".into()));
         }
-        let to_peer = route::egress_ifindex(*c.peer.ip())?;
-        let to_client = route::egress_ifindex(*c.client.ip())?;
+        let v6 = c.family().ok_or_else(|| {
+            Error::Route(c.peer.ip(), "client and peer of different families".into())
+        })?;
+        let to_peer = route::egress_ifindex(c.peer.ip())?;
+        let to_client = route::egress_ifindex(c.client.ip())?;
         let slot = self.free_slots.pop().unwrap_or_else(|| {
             self.next_slot += 1;
             self.next_slot - 1
@@ -263,35 +339,12 @@ impl Engine {
                 .set(s, zero, 0)
                 .map_err(|e| Error::Map("stats", e.to_string()))?;
         }
-        let dv = DownVal {
-            relay_ip: c.relay.ip().octets(),
-            peer_ip: c.peer.ip().octets(),
-            relay_port: c.relay.port().to_be_bytes(),
-            peer_port: c.peer.port().to_be_bytes(),
-            stat: 2 * slot,
-            ifindex: to_peer,
+        let inserted = if v6 {
+            self.down6.insert(c, slot, to_peer, to_client)
+        } else {
+            self.down.insert(c, slot, to_peer, to_client)
         };
-        let uv = UpVal {
-            listener_ip: c.listener.ip().octets(),
-            client_ip: c.client.ip().octets(),
-            listener_port: c.listener.port().to_be_bytes(),
-            client_port: c.client.port().to_be_bytes(),
-            channel: c.channel.to_be_bytes(),
-            pad: 0,
-            stat: 2 * slot + 1,
-            ifindex: to_client,
-        };
-        let inserted = self
-            .down
-            .insert(c.down_key(), dv, 0)
-            .map_err(|e| Error::Map("down", e.to_string()))
-            .and_then(|()| {
-                self.up
-                    .insert(c.up_key(), uv, 0)
-                    .map_err(|e| Error::Map("up", e.to_string()))
-            });
         if let Err(e) = inserted {
-            let _ = self.down.remove(&c.down_key());
             self.free_slots.push(slot);
             return Err(e);
         }
@@ -303,8 +356,11 @@ impl Engine {
     /// Returns its final counters.
     pub fn remove(&mut self, c: &Channel) -> Option<ChannelCounters> {
         let slot = self.channels.remove(c)?;
-        let _ = self.down.remove(&c.down_key());
-        let _ = self.up.remove(&c.up_key());
+        if c.family() == Some(true) {
+            self.down6.remove(c);
+        } else {
+            self.down.remove(c);
+        }
         let last = self.slot_counters(slot);
         self.free_slots.push(slot);
         Some(last)

@@ -9,7 +9,7 @@
 //! every channel when the engine restarts (its `generation` changes).
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -72,30 +72,28 @@ pub(crate) fn global() -> &'static Offload {
     OFFLOAD.get_or_init(Offload::default)
 }
 
-fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
-    match a {
-        SocketAddr::V4(a) => Some(a),
-        SocketAddr::V6(a) => a
-            .ip()
-            .to_ipv4_mapped()
-            .map(|ip| SocketAddrV4::new(ip, a.port())),
-    }
+/// An address as the wire carries it: IPv4-mapped IPv6 as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// The engine's view of a channel: IPv4 only, on a listener bound to an address (the
-/// program matches the destination address of the client's datagrams).
+/// The engine's view of a channel, on a listener bound to an address (the program
+/// matches the destination address of the client's datagrams). The client side and the
+/// peer side must be of one family: the program does not translate between them.
 fn channel(c: &OffloadChannel) -> Option<Channel> {
-    let listener = v4(c.client.server)?;
+    let listener = canonical(c.client.server);
     if listener.ip().is_unspecified() {
         return None;
     }
-    Some(Channel {
-        client: v4(c.client.client)?,
+    let ch = Channel {
+        client: canonical(c.client.client),
         listener,
         channel: c.channel,
-        relay: v4(c.relay)?,
-        peer: v4(c.peer)?,
-    })
+        relay: canonical(c.relay),
+        peer: canonical(c.peer),
+    };
+    let v6 = [ch.client, ch.listener, ch.relay, ch.peer].map(|a| a.is_ipv6());
+    v6.iter().all(|&x| x == v6[0]).then_some(ch)
 }
 
 impl Offload {
@@ -168,7 +166,7 @@ impl Offload {
     /// Offloads a channel of listener `listener` whose peer is in `cluster`.
     pub(crate) fn up(&self, listener: &str, cluster: &str, c: &OffloadChannel) {
         let Some(ch) = channel(c) else {
-            tracing::debug!(target: "offload", listener, client = %c.client.client, server = %c.client.server, peer = %c.peer, "channel not offloadable (IPv6, or a listener on a wildcard address)");
+            tracing::debug!(target: "offload", listener, client = %c.client.client, server = %c.client.server, peer = %c.peer, "channel not offloadable (client and peer of different families, or a listener on a wildcard address)");
             return;
         };
         let Ok(mut inner) = self.inner.lock() else {

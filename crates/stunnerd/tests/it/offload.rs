@@ -63,6 +63,68 @@ impl Topology {
             vec!["-n", g, "link", "set", "lo", "up"],
             vec!["-n", c, "route", "add", "default", "via", "10.201.1.1"],
             vec!["-n", p, "route", "add", "default", "via", "10.201.2.1"],
+            // IPv6: fd00:201:1::/64 and fd00:201:2::/64, no duplicate address detection
+            // (the addresses are usable at once).
+            vec![
+                "-n",
+                c,
+                "addr",
+                "add",
+                "fd00:201:1::2/64",
+                "dev",
+                "c0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                g,
+                "addr",
+                "add",
+                "fd00:201:1::1/64",
+                "dev",
+                "g1",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                g,
+                "addr",
+                "add",
+                "fd00:201:2::1/64",
+                "dev",
+                "g2",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                p,
+                "addr",
+                "add",
+                "fd00:201:2::2/64",
+                "dev",
+                "p0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                c,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "fd00:201:1::1",
+            ],
+            vec![
+                "-n",
+                p,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "fd00:201:2::1",
+            ],
         ];
         for s in steps {
             if !ip(&s) {
@@ -129,12 +191,16 @@ fn wait_status(
 }
 
 fn config(offload: &str, peers: &str) -> String {
+    config_at("10.201.1.1", offload, peers)
+}
+
+fn config_at(listener: &str, offload: &str, peers: &str) -> String {
     format!(
         "version: v1
 admin: {{healthcheck_endpoint: \"http://10.201.1.1:8086\", offload_engine: {offload}}}
 auth: {{type: static, credentials: {{username: user, password: pass}}}}
 listeners:
-  - {{name: udp, protocol: TURN-UDP, address: 10.201.1.1, port: 3478, routes: [peers]}}
+  - {{name: udp, protocol: TURN-UDP, address: \"{listener}\", port: 3478, routes: [peers]}}
 clusters:
   - {{name: peers, endpoints: [{peers}]}}
 "
@@ -295,6 +361,56 @@ fn channeldata_relays_in_the_kernel_and_stops_when_it_must() {
         "a deleted channel still relayed"
     );
     drop(gw);
+}
+
+/// IPv6 channels (an IPv6 listener, an IPv6 peer) go through the kernel too.
+#[test]
+fn ipv6_channels_relay_in_the_kernel() {
+    let Some(t) = Topology::new("s") else { return };
+    let gw = Gateway::start(
+        &t.gateway,
+        &config_at("fd00:201:1::1", "TC", "\"fd00:201:2::/64\""),
+    );
+    let s = wait_status(&gw, &t.gateway, "the config applied", |s| {
+        s["offload"]["engine"] == "TC"
+    });
+    if s["offload"]["running"] != true {
+        eprintln!("SKIPPED: the offload engine could not load here");
+        return;
+    }
+    let peer = in_ns(&t.peer, || UdpSocket::bind("[fd00:201:2::2]:6000").unwrap());
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = peer.recv_from(&mut b) {
+            let _ = peer.send_to(&b[..n], from);
+        }
+    });
+    let sock = in_ns(&t.client, || UdpSocket::bind("[fd00:201:1::2]:0").unwrap());
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut c = TurnClient {
+        sock,
+        server: "[fd00:201:1::1]:3478".parse().unwrap(),
+        client: Client::new("user", "pass", TransportKind::Datagram, 9),
+    };
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    assert!(c.bind_and_echo(0x4000, "[fd00:201:2::2]:6000".parse().unwrap()));
+    wait_status(&gw, &t.gateway, "the IPv6 channel offloaded", |s| {
+        s["offload"]["channels"] == 1
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = status(&t.gateway);
+    let p0 = before["offload"]["packets_to_peers"].as_u64().unwrap();
+    let n = 100;
+    assert_eq!(round_trips(&mut c, n / 2, 100), n / 2);
+    assert_eq!(round_trips(&mut c, n / 2, 1200), n / 2);
+    wait_status(&gw, &t.gateway, "IPv6 kernel counters", |s| {
+        s["offload"]["packets_to_peers"] == p0 + n as u64
+            && s["offload"]["packets_to_clients"].as_u64() >= Some(p0 + n as u64)
+    });
 }
 
 /// An engine that cannot attach (no such interface) is one log line; stunnerd relays
