@@ -67,43 +67,34 @@ clusters:
   - {name: loop, protocol: TCP, endpoints: [127.0.0.1/32]}
 CONF
 
-wait_port() { # the server answers on UDP port $1 (a TURN Binding would be nicer; a
-              # short sleep after the process is up is enough on loopback)
+wait_port() { # the server listens on port $1, UDP (or $2 = t: TCP) (a TURN Binding
+              # would be nicer; a short sleep after the process is up is enough on loopback)
   for _ in $(seq 50); do
-    if ss -lun 2>/dev/null | grep -q ":$1 "; then return 0; fi
+    if ss -l"${2:-u}"n 2>/dev/null | grep -q ":$1 "; then return 0; fi
     sleep 0.05
   done
 }
-start_stunnerd() { # extra stunnerd args / env via STUNNERD_ENV
-  env ${STUNNERD_ENV:-} taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/stunnerd.log" &
-  pid=$!; port=23478; wait_port 23478; sleep 0.2
+run_stunnerd() { # config file, u|t (the listener to wait for), extra stunnerd args; env
+                 # via STUNNERD_ENV
+  local conf=$1 proto=$2; shift 2
+  env ${STUNNERD_ENV:-} taskset -c 1 "$bin/stunnerd" -c "$conf" -l all:WARN "$@" 2>"$tmp/stunnerd.log" &
+  pid=$!; port=23478; wait_port 23478 "$proto"; sleep 0.2
 }
-start_stunnerd_tcp() {
-  taskset -c 1 "$bin/stunnerd" -c "$tmp/stunnerd-tcp.conf" -l all:WARN 2>"$tmp/stunnerd.log" &
-  pid=$!; port=23478; wait_tcp_port 23478; sleep 0.2
-}
+start_stunnerd() { run_stunnerd "$tmp/stunnerd.conf" u "$@"; }
+start_stunnerd_tcp() { run_stunnerd "$tmp/stunnerd-tcp.conf" t; }
 start_upstream() { # the Go stunnerd on the same config file
   taskset -c 1 "$up" -c "file://$tmp/stunnerd.conf" -l all:WARN "$@" 2>"$tmp/upstream.log" &
   pid=$!; port=23478; wait_port 23478; sleep 0.2
 }
-wait_tcp_port() {
-  for _ in $(seq 50); do
-    if ss -ltn 2>/dev/null | grep -q ":$1 "; then return 0; fi
-    sleep 0.05
-  done
-}
-start_coturn_tcp() { # coturn's TURN-TCP listener, which gives RFC 6062 TCP relays
+run_coturn() { # u|t (the listener to wait for), the flag that turns the other one off
   taskset -c 1 turnserver -n --no-cli --log-file=stdout --simple-log -L 127.0.0.1 -E 127.0.0.1 \
     -p 23479 --allow-loopback-peers -u user:pass -r stunner.l7mp.io --lt-cred-mech \
-    --no-tls --no-dtls --no-udp --min-port 40000 --max-port 59999 >"$tmp/coturn.log" 2>&1 &
-  pid=$!; port=23479; wait_tcp_port 23479; sleep 0.5
+    --no-tls --no-dtls "$2" --min-port 40000 --max-port 59999 >"$tmp/coturn.log" 2>&1 &
+  pid=$!; port=23479; wait_port 23479 "$1"; sleep 0.5
 }
-start_coturn() {
-  taskset -c 1 turnserver -n --no-cli --log-file=stdout --simple-log -L 127.0.0.1 -E 127.0.0.1 \
-    -p 23479 --allow-loopback-peers -u user:pass -r stunner.l7mp.io --lt-cred-mech \
-    --no-tls --no-dtls --no-tcp --min-port 40000 --max-port 59999 >"$tmp/coturn.log" 2>&1 &
-  pid=$!; port=23479; wait_port 23479; sleep 0.5
-}
+start_coturn() { run_coturn u --no-tcp; }
+# coturn's TURN-TCP listener, which gives RFC 6062 TCP relays.
+start_coturn_tcp() { run_coturn t --no-udp; }
 # stunnerd drains allocations on SIGTERM (up to their lifetime): the benchmark kills.
 stop() { kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; sleep 0.3; }
 

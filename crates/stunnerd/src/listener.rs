@@ -277,13 +277,10 @@ impl Listener {
 
     /// Adds this listener's counters to a metrics snapshot.
     pub(crate) fn collect(&self, snap: &mut crate::metrics::Snapshot) {
-        let t = self.tcp_relay_counters().unwrap_or_default();
         let mut l = crate::metrics::ListenerSnapshot {
             name: self.config.name.clone(),
             traffic: self.counters(),
-            tcp_peer_connections: t.connections,
-            tcp_peer_connections_total: t.connections_total,
-            tcp_relay_bytes: (t.bytes_from_peers, t.bytes_to_peers),
+            tcp_relay: self.tcp_relay_counters().unwrap_or_default(),
             ..Default::default()
         };
         for w in &self.workers {

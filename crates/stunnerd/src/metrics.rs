@@ -50,15 +50,12 @@ pub struct ListenerSnapshot {
     pub connections_total: u64,
     /// Traffic on the listener sockets.
     pub traffic: Traffic,
-    /// Open peer connections of its TCP allocations (RFC 6062).
-    pub tcp_peer_connections: u64,
-    /// Peer connections of its TCP allocations ever opened.
-    pub tcp_peer_connections_total: u64,
-    /// Bytes relayed over them: from (rx) and to (tx) the peers.
-    pub tcp_relay_bytes: (u64, u64),
+    /// The peer connections of its TCP allocations (RFC 6062).
+    pub tcp_relay: TcpRelayCounters,
 }
 
-/// The peer connections of a listener's TCP allocations (RFC 6062), for `/status`.
+/// The peer connections of a listener's TCP allocations (RFC 6062), for `/status` and
+/// the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpRelayCounters {
     /// Open peer connections.
@@ -194,14 +191,14 @@ pub fn render(s: &Snapshot) -> String {
         "stunner_tcp_relay_connections",
         "gauge",
         "Open peer connections of TCP allocations (RFC 6062) at a listener.",
-        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_peer_connections)]),
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_relay.connections)]),
     );
     family(
         &mut out,
         "stunner_tcp_relay_connections_total",
         "counter",
         "Peer connections of TCP allocations (RFC 6062) at a listener.",
-        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_peer_connections_total)]),
+        &per_listener(&|l| vec![(labels(&[("name", &l.name)]), l.tcp_relay.connections_total)]),
     );
     family(
         &mut out,
@@ -212,11 +209,11 @@ pub fn render(s: &Snapshot) -> String {
             vec![
                 (
                     labels(&[("name", &l.name), ("direction", "rx")]),
-                    l.tcp_relay_bytes.0,
+                    l.tcp_relay.bytes_from_peers,
                 ),
                 (
                     labels(&[("name", &l.name), ("direction", "tx")]),
-                    l.tcp_relay_bytes.1,
+                    l.tcp_relay.bytes_to_peers,
                 ),
             ]
         }),
@@ -325,9 +322,12 @@ mod tests {
                 rx_bytes: 1000,
                 tx_bytes: 1100,
             },
-            tcp_peer_connections: 1,
-            tcp_peer_connections_total: 4,
-            tcp_relay_bytes: (600, 700),
+            tcp_relay: TcpRelayCounters {
+                connections: 1,
+                connections_total: 4,
+                bytes_from_peers: 600,
+                bytes_to_peers: 700,
+            },
         });
         s.clusters.insert(
             "ns/media".into(),

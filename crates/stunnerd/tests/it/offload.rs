@@ -215,10 +215,17 @@ struct Gateway {
 
 impl Gateway {
     fn start(ns: &str, conf: &str) -> Self {
+        Self::start_under(ns, conf, &[])
+    }
+
+    /// Started through `wrapper` (e.g. `setpriv …`) inside the namespace.
+    fn start_under(ns: &str, conf: &str, wrapper: &[&str]) -> Self {
         let dir = tempdir("offload");
         std::fs::write(dir.join("stunnerd.conf"), conf).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_stunnerd"), "-c"])
+            .args(["netns", "exec", ns])
+            .args(wrapper)
+            .args([env!("CARGO_BIN_EXE_stunnerd"), "-c"])
             .arg(dir.join("stunnerd.conf"))
             .args(["-w", "-l", "all:INFO,offload:DEBUG"])
             .stdout(Stdio::null())
@@ -245,6 +252,38 @@ impl Drop for Gateway {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A UDP echo peer at `addr` in namespace `ns`; counts the datagrams that reach it.
+fn echo_peer_in(ns: &str, addr: SocketAddr) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let peer = in_ns(ns, move || UdpSocket::bind(addr).unwrap());
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = got.clone();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = peer.recv_from(&mut b) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = peer.send_to(&b[..n], from);
+        }
+    });
+    got
+}
+
+/// Our client on a socket bound at `bind` in namespace `ns`, allocated at `server`.
+fn allocated_client_in(ns: &str, bind: &'static str, server: &str) -> TurnClient {
+    let sock = in_ns(ns, move || UdpSocket::bind(bind).unwrap());
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut c = TurnClient {
+        sock,
+        server: server.parse().unwrap(),
+        client: Client::new("user", "pass", TransportKind::Datagram, 7),
+    };
+    assert!(matches!(
+        c.request(Request::Allocate { lifetime: None }),
+        Received::Allocated { .. }
+    ));
+    c
 }
 
 /// Sends ChannelData and waits for each echo; returns how many came back.
@@ -277,30 +316,9 @@ fn channeldata_relays_in_the_kernel_and_stops_when_it_must() {
         return;
     }
     assert_eq!(s["offload"]["interfaces"], serde_json::json!(["g1", "g2"]));
-    // The echo peer, counting what reaches it.
-    let peer = in_ns(&t.peer, || UdpSocket::bind("10.201.2.2:6000").unwrap());
-    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = got.clone();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 2048];
-        while let Ok((n, from)) = peer.recv_from(&mut b) {
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let _ = peer.send_to(&b[..n], from);
-        }
-    });
     let peer_addr: SocketAddr = "10.201.2.2:6000".parse().unwrap();
-    let sock = in_ns(&t.client, || UdpSocket::bind("10.201.1.2:0").unwrap());
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut c = TurnClient {
-        sock,
-        server: "10.201.1.1:3478".parse().unwrap(),
-        client: Client::new("user", "pass", TransportKind::Datagram, 7),
-    };
-    assert!(matches!(
-        c.request(Request::Allocate { lifetime: None }),
-        Received::Allocated { .. }
-    ));
+    let got = echo_peer_in(&t.peer, peer_addr);
+    let mut c = allocated_client_in(&t.client, "10.201.1.2:0", "10.201.1.1:3478");
     assert!(c.bind_and_echo(0x4000, peer_addr), "no echo in user space");
     wait_status(&gw, &t.gateway, "the channel offloaded", |s| {
         s["offload"]["channels"] == 1
@@ -378,25 +396,8 @@ fn ipv6_channels_relay_in_the_kernel() {
         eprintln!("SKIPPED: the offload engine could not load here");
         return;
     }
-    let peer = in_ns(&t.peer, || UdpSocket::bind("[fd00:201:2::2]:6000").unwrap());
-    std::thread::spawn(move || {
-        let mut b = [0u8; 2048];
-        while let Ok((n, from)) = peer.recv_from(&mut b) {
-            let _ = peer.send_to(&b[..n], from);
-        }
-    });
-    let sock = in_ns(&t.client, || UdpSocket::bind("[fd00:201:1::2]:0").unwrap());
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut c = TurnClient {
-        sock,
-        server: "[fd00:201:1::1]:3478".parse().unwrap(),
-        client: Client::new("user", "pass", TransportKind::Datagram, 9),
-    };
-    assert!(matches!(
-        c.request(Request::Allocate { lifetime: None }),
-        Received::Allocated { .. }
-    ));
+    echo_peer_in(&t.peer, "[fd00:201:2::2]:6000".parse().unwrap());
+    let mut c = allocated_client_in(&t.client, "[fd00:201:1::2]:0", "[fd00:201:1::1]:3478");
     assert!(c.bind_and_echo(0x4000, "[fd00:201:2::2]:6000".parse().unwrap()));
     wait_status(&gw, &t.gateway, "the IPv6 channel offloaded", |s| {
         s["offload"]["channels"] == 1
@@ -471,31 +472,22 @@ fn runs_with_bpf_perfmon_and_net_admin_only() {
         ("+bpf,+perfmon,+net_admin", true),
         ("+bpf,+net_admin", false),
     ] {
-        let dir = tempdir("offload-caps");
-        std::fs::write(dir.join("c.conf"), config("TC", "10.201.2.0/24")).unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &t.gateway, "setpriv", "--inh-caps", "-all"])
-            .arg(format!("--bounding-set=-all,{caps}"))
-            .arg(env!("CARGO_BIN_EXE_stunnerd"))
-            .arg("-c")
-            .arg(dir.join("c.conf"))
-            .args(["-l", "all:WARN,offload:INFO"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).unwrap())
-            .spawn()
-            .unwrap();
+        let bounding = format!("--bounding-set=-all,{caps}");
+        let gw = Gateway::start_under(
+            &t.gateway,
+            &config("TC", "10.201.2.0/24"),
+            &["setpriv", "--inh-caps", "-all", &bounding],
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         let log = loop {
-            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            let log = gw.log();
             if log.contains("offload running") || log.contains("offload engine not started") {
                 break log;
             }
             assert!(Instant::now() < deadline, "{caps}: no offload line: {log}");
             std::thread::sleep(Duration::from_millis(100));
         };
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(gw);
         if runs && log.contains("not started") {
             eprintln!("SKIPPED: the engine does not load here even with the capabilities: {log}");
             return;

@@ -68,31 +68,47 @@ clusters:
     panic!("stunnerd did not start");
 }
 
-fn through_stdio(transport: &str, port: u16, extra: &[&str]) {
-    let peer = echo_peer();
+/// Runs `turncat <args>` with `msg` on stdin (closed after half a second) and checks
+/// that the same bytes come back on stdout; returns its output.
+fn echoed_through(args: &[String], msg: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
-        .args(extra)
-        .arg("-")
-        .arg(format!(
-            "turn://user:pass@127.0.0.1:{port}?transport={transport}"
-        ))
-        .arg(format!("udp://127.0.0.1:{peer}"))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"hello through turncat\n").unwrap();
+    stdin.write_all(msg.as_bytes()).unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "hello through turncat\n",
-        "{transport}: {}",
+        msg,
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The arguments for a `-` client through a `transport` server to `peer`.
+fn stdio_args(transport: &str, port: u16, extra: &[&str], peer: &str) -> Vec<String> {
+    let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    a.push("-".into());
+    a.push(format!(
+        "turn://user:pass@127.0.0.1:{port}?transport={transport}"
+    ));
+    a.push(peer.to_string());
+    a
+}
+
+fn through_stdio(transport: &str, port: u16, extra: &[&str]) {
+    let peer = format!("udp://127.0.0.1:{}", echo_peer());
+    let out = echoed_through(
+        &stdio_args(transport, port, extra, &peer),
+        "hello through turncat\n",
     );
     assert!(out.status.success());
 }
@@ -257,30 +273,12 @@ fn tcp_peers_through_a_tcp_allocation() {
     let (port, tls_port) = (free_port(), free_port());
     stunnerd(port, tls_port);
     let echo = stunner_test_support::TcpEchoPeer::start().addr;
-    for (transport, port, extra) in [("tcp", port, None), ("tls", tls_port, Some("--insecure"))] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
-            .args(extra)
-            .arg("-")
-            .arg(format!(
-                "turn://user:pass@127.0.0.1:{port}?transport={transport}"
-            ))
-            .arg(format!("tcp://{echo}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"a stream through turncat\n").unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        drop(stdin);
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "a stream through turncat\n",
-            "{transport}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (transport, port, extra) in [
+        ("tcp", port, &[][..]),
+        ("tls", tls_port, &["--insecure"][..]),
+    ] {
+        let args = stdio_args(transport, port, extra, &format!("tcp://{echo}"));
+        let out = echoed_through(&args, "a stream through turncat\n");
         assert!(out.status.success());
     }
 
@@ -354,30 +352,14 @@ fn k8s_target_from_the_cds() {
         p
     });
     let peer = echo_peer();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_turncat"))
-        .args([
-            "--cds-server-address",
-            &format!("127.0.0.1:{cds}"),
-            "-",
-            "k8s://ns/gw:udp",
-        ])
-        .arg(format!("udp://127.0.0.1:{peer}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"via k8s target\n").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "via k8s target\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--cds-server-address".to_string(),
+        format!("127.0.0.1:{cds}"),
+        "-".into(),
+        "k8s://ns/gw:udp".into(),
+        format!("udp://127.0.0.1:{peer}"),
+    ];
+    echoed_through(&args, "via k8s target\n");
     let out = Command::new(env!("CARGO_BIN_EXE_turncat"))
         .args([
             "--cds-server-address",
