@@ -14,12 +14,27 @@ use stunner_turn::{Client, Received, Request, TransportKind};
 mod tcp;
 pub use tcp::{StreamTurnClient, TcpEchoPeer};
 
-/// A free port on 127.0.0.1 (UDP and TCP both free at the time of asking).
+/// A free port (UDP and TCP both free on every address at the time of asking). It is
+/// taken below the kernel's ephemeral range (32768 and up here): a port the kernel hands
+/// out for `bind(0)` (a relay socket of a stunnerd in another test) is free when asked
+/// and gone a moment later, which made listeners fail with EADDRINUSE. Each call moves
+/// on from the last, from a start that differs between test processes.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000; // up to 31 999
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
     loop {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        let p = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        // [::] binds clash with any IPv4 or IPv6 binding of the port (dual stack).
+        let udp = UdpSocket::bind(("::", p)).is_ok();
+        if udp && std::net::TcpListener::bind(("::", p)).is_ok() {
             return p;
         }
     }
