@@ -8,7 +8,7 @@ use std::process::Command;
 
 fn main() {
     let src = "bpf/channeldata.bpf.c";
-    println!("cargo::rerun-if-changed={src}");
+    println!("cargo::rerun-if-changed=bpf");
     println!("cargo::rerun-if-env-changed=STUNNER_BPF_CLANG");
     println!("cargo::rustc-check-cfg=cfg(offload_unbuilt)");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("channeldata.bpf.o");

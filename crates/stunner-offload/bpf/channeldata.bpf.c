@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0
 //
-// TC ingress offload of TURN ChannelData over UDP/IPv4 (RFC 8656 §12).
+// TC ingress offload of TURN ChannelData over UDP (RFC 8656 §12), and (xdp.h) the XDP
+// program that does the same earlier where it can.
 //
 // client -> peer: a ChannelData datagram to a listener, from a client 5-tuple with a
 //   bound channel in `down`, leaves as a plain UDP datagram from the relay address to
@@ -28,6 +29,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "maps.h"
+
 #define AF_INET 2
 #define IP_OFF ETH_HLEN
 #define UDP_OFF (IP_OFF + 20)
@@ -41,133 +44,6 @@
 // The largest payload moved (a loop bound for the verifier); larger ones go up.
 #define MAX_MOVE 1472
 #define RELAY_TTL 64
-
-// Keys and values are in network byte order, as in the packet.
-struct down_key {
-	__be32 client_ip;
-	__be32 listener_ip;
-	__be16 client_port;
-	__be16 listener_port;
-	__be16 channel;
-	__u16 pad;
-};
-
-struct down_val {
-	__be32 relay_ip;
-	__be32 peer_ip;
-	__be16 relay_port;
-	__be16 peer_port;
-	__u32 stat;    // index into `stats`
-	__u32 ifindex; // the interface toward the peer (user space's route lookup)
-};
-
-struct up_key {
-	__be32 peer_ip;
-	__be32 relay_ip;
-	__be16 peer_port;
-	__be16 relay_port;
-};
-
-struct up_val {
-	__be32 listener_ip;
-	__be32 client_ip;
-	__be16 listener_port;
-	__be16 client_port;
-	__be16 channel;
-	__u16 pad;
-	__u32 stat;
-	__u32 ifindex; // the interface toward the client
-};
-
-struct counter {
-	__u64 packets;
-	__u64 bytes;
-};
-
-#define MAX_ENTRIES 65536
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_ENTRIES);
-	__type(key, struct down_key);
-	__type(value, struct down_val);
-} down SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_ENTRIES);
-	__type(key, struct up_key);
-	__type(value, struct up_val);
-} up SEC(".maps");
-
-// The same for IPv6 (RFC 8656 relays of either family; a channel whose client and peer
-// are of different families is not offloaded).
-struct down6_key {
-	__u8 client_ip[16];
-	__u8 listener_ip[16];
-	__be16 client_port;
-	__be16 listener_port;
-	__be16 channel;
-	__u16 pad;
-};
-
-struct down6_val {
-	__u8 relay_ip[16];
-	__u8 peer_ip[16];
-	__be16 relay_port;
-	__be16 peer_port;
-	__u32 stat;
-	__u32 ifindex;
-};
-
-struct up6_key {
-	__u8 peer_ip[16];
-	__u8 relay_ip[16];
-	__be16 peer_port;
-	__be16 relay_port;
-};
-
-struct up6_val {
-	__u8 listener_ip[16];
-	__u8 client_ip[16];
-	__be16 listener_port;
-	__be16 client_port;
-	__be16 channel;
-	__u16 pad;
-	__u32 stat;
-	__u32 ifindex;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_ENTRIES);
-	__type(key, struct down6_key);
-	__type(value, struct down6_val);
-} down6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_ENTRIES);
-	__type(key, struct up6_key);
-	__type(value, struct up6_val);
-} up6 SEC(".maps");
-
-// Per-CPU packet and byte counters, one slot per direction of an offloaded channel.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2 * MAX_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct counter);
-} stats SEC(".maps");
-
-static __always_inline void count(__u32 stat, __u32 bytes)
-{
-	struct counter *c = bpf_map_lookup_elem(&stats, &stat);
-	if (c) {
-		c->packets++;
-		c->bytes += bytes;
-	}
-}
 
 // Rewrites the IPv4 and UDP headers (incremental checksums); the payload has already
 // been moved. The MAC addresses are bpf_redirect_neigh's: it routes the rewritten
@@ -297,6 +173,7 @@ static __always_inline int strip(struct __sk_buff *skb, struct iphdr *ip, struct
 		    ndport, bpf_htons(8 + n), ttl_proto(RELAY_TTL), otot, bpf_htons(ntot_h)))
 		return TC_ACT_SHOT;
 	count(stat, n);
+	count_path(PATH_TC_DOWN);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
@@ -330,6 +207,7 @@ static __always_inline int wrap(struct __sk_buff *skb, struct iphdr *ip, struct 
 		    ndport, bpf_htons(8 + 4 + n), ttl_proto(RELAY_TTL), otot, bpf_htons(ntot_h)))
 		return TC_ACT_SHOT;
 	count(stat, n);
+	count_path(PATH_TC_UP);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
@@ -397,6 +275,7 @@ static __always_inline int strip6(struct __sk_buff *skb, struct ipv6hdr *ip6, st
 		     bpf_htons(8 + n)))
 		return TC_ACT_SHOT;
 	count(stat, n);
+	count_path(PATH_TC_DOWN);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
@@ -425,6 +304,7 @@ static __always_inline int wrap6(struct __sk_buff *skb, struct ipv6hdr *ip6, str
 		     bpf_htons(8 + 4 + n)))
 		return TC_ACT_SHOT;
 	count(stat, n);
+	count_path(PATH_TC_UP);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
@@ -538,5 +418,8 @@ int stunner_channeldata(struct __sk_buff *skb)
 	}
 	return TC_ACT_OK;
 }
+
+// The XDP program (offload_engine XDP, or Auto on a NIC): same maps, earlier hook.
+#include "xdp.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,19 +1,22 @@
-//! Kernel offload of TURN ChannelData relaying (`admin.offload_engine: TC`): a TC
-//! ingress eBPF program (`bpf/channeldata.bpf.c`) relays the datagrams of offloaded
-//! channels both ways without waking stunnerd, and this crate loads it, attaches it to
-//! the chosen interfaces and keeps its maps in step with stunnerd's channels.
+//! Kernel offload of TURN ChannelData relaying (`admin.offload_engine: TC|XDP|Auto`): a
+//! TC ingress eBPF program (`bpf/channeldata.bpf.c`) relays the datagrams of offloaded
+//! channels both ways without waking stunnerd, an XDP program (`bpf/xdp.h`, same maps)
+//! does it earlier where it can and hands the rest to TC, and this crate loads them,
+//! attaches them to the chosen interfaces and keeps their maps in step with stunnerd's
+//! channels.
 //!
 //! Only what the program can finish is offloaded: UDP over IPv4 or IPv6, unpadded ChannelData
 //! on bound channels with valid permissions, to peers the routed clusters admit. What
 //! is not in the maps goes up to stunnerd unchanged. See docs/OFFLOAD.md.
 
 mod route;
+mod xdp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
-use aya::programs::{SchedClassifier, TcAttachType, tc};
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpFlags, tc};
 
 /// What can go wrong; every variant says what to check.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +180,32 @@ pub struct ChannelCounters {
     pub to_client: Counter,
 }
 
+/// Which hooks relay (`admin.offload_engine`, None aside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The TC program on every interface.
+    Tc,
+    /// The XDP program on every interface (native where the driver has it), the TC
+    /// program behind it for what XDP passes on. Fails if XDP cannot load or attach.
+    Xdp,
+    /// TC on every interface, XDP (native only) on the NICs with forwarding on; never
+    /// fails where TC loads.
+    Auto,
+}
+
+/// Datagrams relayed by each program, each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathCounters {
+    /// By the XDP program, client to peer.
+    pub xdp_to_peer: u64,
+    /// By the XDP program, peer to client.
+    pub xdp_to_client: u64,
+    /// By the TC program, client to peer.
+    pub tc_to_peer: u64,
+    /// By the TC program, peer to client.
+    pub tc_to_client: u64,
+}
+
 /// The two maps of one address family.
 struct Maps<const N: usize> {
     down: BpfHashMap<MapData, DownKey<N>, DownVal<N>>,
@@ -232,6 +261,10 @@ pub struct Engine {
     down: Maps<4>,
     down6: Maps<16>,
     stats: PerCpuArray<MapData, Counter>,
+    paths: PerCpuArray<MapData, u64>,
+    /// Interfaces with the XDP program, and those left without it, with the reason.
+    xdp: Vec<String>,
+    xdp_skipped: Vec<(String, String)>,
     /// Offloaded channels and their pair of stat slots (down = 2i, up = 2i + 1).
     channels: HashMap<Channel, u32>,
     free_slots: Vec<u32>,
@@ -243,9 +276,9 @@ pub struct Engine {
 pub const MAX_CHANNELS: usize = 65536;
 
 impl Engine {
-    /// Loads the program and attaches it to the ingress of `interfaces` (empty: every
-    /// interface of this network namespace but loopback).
-    pub fn start(interfaces: &[String]) -> Result<Self, Error> {
+    /// Loads the programs of `mode` and attaches them to the ingress of `interfaces`
+    /// (empty: every interface of this network namespace but loopback).
+    pub fn start(mode: Mode, interfaces: &[String]) -> Result<Self, Error> {
         if cfg!(offload_unbuilt) || OBJECT.is_empty() {
             return Err(Error::NotBuilt);
         }
@@ -260,6 +293,9 @@ impl Engine {
         if ifaces.is_empty() {
             return Err(Error::Interfaces("no interface to attach to".into()));
         }
+        if let Some(bad) = ifaces.iter().find(|i| i.contains('\0') || i.len() > 15) {
+            return Err(Error::Interfaces(format!("invalid interface name {bad:?}")));
+        }
         let mut ebpf = aya::Ebpf::load(OBJECT).map_err(|e| Error::Load(e.to_string()))?;
         let prog: &mut SchedClassifier = ebpf
             .program_mut("stunner_channeldata")
@@ -273,6 +309,7 @@ impl Engine {
             prog.attach(i, TcAttachType::Ingress)
                 .map_err(|e| Error::Attach(i.clone(), e.to_string()))?;
         }
+        let (xdp_on, xdp_skipped) = attach_xdp(&mut ebpf, mode, &ifaces)?;
         let take = |ebpf: &mut aya::Ebpf, name: &'static str| {
             ebpf.take_map(name)
                 .ok_or_else(|| Error::Map(name, "not in the object".into()))
@@ -288,11 +325,21 @@ impl Engine {
             up: BpfHashMap::try_from(take(&mut ebpf, "up6")?).map_err(map_err("up6"))?,
         };
         let stats = PerCpuArray::try_from(take(&mut ebpf, "stats")?).map_err(map_err("stats"))?;
+        let paths = PerCpuArray::try_from(take(&mut ebpf, "paths")?).map_err(map_err("paths"))?;
+        let mut out: BpfHashMap<MapData, u32, u32> =
+            BpfHashMap::try_from(take(&mut ebpf, "xdp_out")?).map_err(map_err("xdp_out"))?;
+        for i in &xdp_on {
+            let idx = route::ifindex(i).ok_or_else(|| Error::Interfaces(format!("no {i}")))?;
+            out.insert(idx, 1, 0).map_err(map_err("xdp_out"))?;
+        }
         Ok(Self {
             _ebpf: ebpf,
             down,
             down6,
             stats,
+            paths,
+            xdp: xdp_on,
+            xdp_skipped,
             channels: HashMap::new(),
             free_slots: Vec::new(),
             next_slot: 0,
@@ -303,6 +350,32 @@ impl Engine {
     /// The interfaces the program is attached to.
     pub fn interfaces(&self) -> &[String] {
         &self.interfaces
+    }
+
+    /// The interfaces the XDP program is attached to (in front of TC).
+    pub fn xdp_interfaces(&self) -> &[String] {
+        &self.xdp
+    }
+
+    /// The interfaces `Auto` left without XDP, and why; for explicit XDP, those whose
+    /// forwarding is off (XDP relays nothing there: TC does).
+    pub fn xdp_skipped(&self) -> &[(String, String)] {
+        &self.xdp_skipped
+    }
+
+    /// Datagrams relayed by each program since the start.
+    pub fn path_counters(&self) -> PathCounters {
+        let sum = |i: u32| {
+            self.paths
+                .get(&i, 0)
+                .map_or(0, |v| v.iter().copied().sum::<u64>())
+        };
+        PathCounters {
+            xdp_to_peer: sum(0),
+            xdp_to_client: sum(1),
+            tc_to_peer: sum(2),
+            tc_to_client: sum(3),
+        }
     }
 
     /// Offloaded channels.
@@ -388,6 +461,77 @@ impl Engine {
             to_client: sum(2 * slot + 1),
         }
     }
+}
+
+/// Loads the XDP program and attaches it where `mode` wants it; returns the interfaces
+/// it is on and those left without it (with the reason).
+#[allow(clippy::type_complexity)]
+fn attach_xdp(
+    ebpf: &mut aya::Ebpf,
+    mode: Mode,
+    ifaces: &[String],
+) -> Result<(Vec<String>, Vec<(String, String)>), Error> {
+    let (mut on, mut skipped) = (Vec::new(), Vec::new());
+    if mode == Mode::Tc {
+        return Ok((on, skipped));
+    }
+    let wanted: Vec<&String> = match mode {
+        Mode::Auto => ifaces
+            .iter()
+            .filter(|i| match xdp::auto_skips(i) {
+                Some(why) => {
+                    skipped.push(((*i).clone(), why.to_string()));
+                    false
+                }
+                None => true,
+            })
+            .collect(),
+        _ => ifaces.iter().collect(),
+    };
+    if wanted.is_empty() {
+        return Ok((on, skipped));
+    }
+    let loaded = ebpf
+        .program_mut("stunner_channeldata_xdp")
+        .ok_or_else(|| Error::Load("no program stunner_channeldata_xdp in the object".into()))
+        .and_then(|p| {
+            let p: &mut Xdp = p
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| Error::Load(e.to_string()))?;
+            p.load().map_err(|e| Error::Load(verifier_tail(&e)))?;
+            Ok(p)
+        });
+    let prog = match (loaded, mode) {
+        (Ok(p), _) => p,
+        (Err(e), Mode::Auto) => {
+            skipped.extend(wanted.iter().map(|i| ((*i).clone(), e.to_string())));
+            return Ok((on, skipped));
+        }
+        (Err(e), _) => return Err(e),
+    };
+    for i in wanted {
+        // Auto wants native XDP only (generic XDP saves nothing over TC); explicit XDP
+        // takes what the driver offers.
+        let flags = if mode == Mode::Auto {
+            XdpFlags::DRV_MODE
+        } else {
+            XdpFlags::default()
+        };
+        match prog.attach(i, flags) {
+            Ok(_) => {
+                if mode == Mode::Xdp && !xdp::forwarding(i) {
+                    skipped.push((
+                        i.clone(),
+                        "forwarding off: XDP passes everything to TC here".into(),
+                    ));
+                }
+                on.push(i.clone());
+            }
+            Err(e) if mode == Mode::Auto => skipped.push((i.clone(), e.to_string())),
+            Err(e) => return Err(Error::Attach(i.clone(), format!("XDP: {e}"))),
+        }
+    }
+    Ok((on, skipped))
 }
 
 fn ncpus() -> usize {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use stunner_config::OffloadEngine;
-use stunner_offload::{Channel, ChannelCounters, Engine};
+use stunner_offload::{Channel, ChannelCounters, Engine, Mode};
 use stunner_turn::OffloadChannel;
 
 use crate::metrics::Traffic;
@@ -119,17 +119,18 @@ impl Offload {
         }
         inner.setting = Some(setting);
         self.stop(&mut inner);
-        let started = match engine {
+        let mode = match engine {
             OffloadEngine::None => return,
-            OffloadEngine::Xdp => {
-                tracing::warn!(target: "offload", "offload_engine XDP is not implemented; relaying in user space (TC is: set offload_engine: TC or Auto)");
-                return;
-            }
-            OffloadEngine::Tc | OffloadEngine::Auto => Engine::start(interfaces),
+            OffloadEngine::Xdp => Mode::Xdp,
+            OffloadEngine::Tc => Mode::Tc,
+            OffloadEngine::Auto => Mode::Auto,
         };
-        match started {
+        match Engine::start(mode, interfaces) {
             Ok(e) => {
-                tracing::info!(target: "offload", engine = %engine, interfaces = ?e.interfaces(), "ChannelData offload running (TC)");
+                tracing::info!(target: "offload", engine = %engine, interfaces = ?e.interfaces(), xdp = ?e.xdp_interfaces(), "ChannelData offload running");
+                for (i, why) in e.xdp_skipped() {
+                    tracing::info!(target: "offload", interface = %i, "no XDP on {i}: {why}");
+                }
                 inner.engine = Some(e);
                 self.generation.fetch_add(1, Ordering::Relaxed);
                 self.active.store(true, Ordering::Relaxed);
@@ -259,10 +260,21 @@ impl Offload {
                 to_clients += t.tx_packets;
             }
         }
+        let paths = inner
+            .engine
+            .as_ref()
+            .map(|e| e.path_counters())
+            .unwrap_or_default();
         serde_json::json!({
             "engine": inner.setting.as_ref().map_or("None".to_string(), |(e, _)| e.to_string()),
             "running": inner.engine.is_some(),
             "interfaces": inner.engine.as_ref().map(|e| e.interfaces().to_vec()).unwrap_or_default(),
+            "xdp_interfaces": inner.engine.as_ref().map(|e| e.xdp_interfaces().to_vec()).unwrap_or_default(),
+            // Since this engine started: which program relayed.
+            "by_program": {
+                "xdp": {"packets_to_peers": paths.xdp_to_peer, "packets_to_clients": paths.xdp_to_client},
+                "tc": {"packets_to_peers": paths.tc_to_peer, "packets_to_clients": paths.tc_to_client},
+            },
             "channels": inner.owners.len(),
             "packets_to_peers": to_peers,
             "packets_to_clients": to_clients,
