@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kernel offload benchmark (issue 17): the same ChannelData load through stunnerd with
-# offload_engine None (user space) and TC (the eBPF program), and through coturn, on a
+# offload_engine None (user space), TC (the TC eBPF program) and XDP (the XDP program in
+# front of TC), and through coturn, on a
 # topology this script makes and removes: client netns <-> gateway netns (the server)
 # <-> peer netns over veth pairs, 10.201.1.0/24 and 10.201.2.0/24, nothing outside them.
 # The server is pinned to core 1, turnload (client and echo peer) to core 0.
@@ -10,14 +11,25 @@
 #    system, irq, softirq, steal) per relayed datagram. Core 1 runs the server process
 #    and, by RPS, the receive processing of the gateway's interfaces g1 and g2, where
 #    the TC program runs; the generator's interfaces (c0, p0) are steered to core 0 with
-#    turnload. So core 1 is charged with all of the relay work in both modes (socket
+#    turnload. So core 1 is charged with all of the relay work in every mode (socket
 #    path and process for user space; softirq for the kernel path), and nothing else.
 #    Without the steering the veths would process a packet on the sending CPU, and the
-#    kernel relay would land on the generator's core, uncounted.
+#    kernel relay would land on the generator's core, uncounted. XDP runs before RPS,
+#    in the NAPI poll of g1/g2: their NAPI is threaded and its kernel threads pinned
+#    to core 1 (the far ends' to core 0), which charges XDP's work to core 1 as well.
+#    The XDP program needs forwarding on in the gateway (its route lookup refuses
+#    without) and NAPI on the far ends of the veths it redirects into (GRO on c0, p0);
+#    the client and peer send full checksums (tx checksumming off on c0, p0), since XDP
+#    hands CHECKSUM_PARTIAL datagrams to TC. Every mode runs on that same setup.
+#    FAR_THREADED=0 leaves the far ends' NAPI unthreaded: it then runs where XDP's
+#    redirect flush wakes it, on core 1, which charges XDP also with rebuilding an skb
+#    from each frame at the far end (a veth's cost that a NIC does not have).
+#    XDP_THREADED=0 leaves g1/g2 unthreaded too (XDP then runs on the sender's core:
+#    use it only to look at latency).
 #  - cpu_us_per_datagram: the server process's own time (/proc/PID/stat), which is
 #    nearly nothing for an offloaded channel.
 #
-#   bench/offload.sh              # DURATION=5 ALLOCS=10 REPS=3 (medians)
+#   bench/offload.sh              # DURATION=5 ALLOCS=10 REPS=3 (medians); ONLY=paced: one case
 #   TINY=1 bench/offload.sh       # short runs on debug builds (the suite's smoke run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +59,15 @@ ip -n $C route add default via 10.201.1.1; ip -n $P route add default via 10.201
 # RPS: receive processing of the gateway's interfaces on core 1, the generator's on 0.
 rps() { ip netns exec "$1" sh -c "echo $3 > /sys/class/net/$2/queues/rx-0/rps_cpus"; }
 rps $G g1 2; rps $G g2 2; rps $C c0 1; rps $P p0 1
+ip netns exec $G sysctl -qw net.ipv4.ip_forward=1
+# (Threaded NAPI can be set only on a veth that has NAPI: GRO on, or XDP attached.)
+threaded() { ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"; }
+for x in "$C c0" "$P p0"; do set -- $x; ip netns exec "$1" ethtool -K "$2" tx off gro on >/dev/null; [ "${FAR_THREADED:-1}" = 0 ] || threaded "$1" "$2"; done
+pin_napi() { # core, interfaces...
+  local core=$1; shift
+  for i in "$@"; do for t in $(pgrep "^napi/$i-" || true); do taskset -pc "$core" "$t" >/dev/null; done; done
+}
+pin_napi 0 c0 p0
 
 conf() { # offload engine
   cat <<CONF
@@ -59,7 +80,7 @@ clusters:
   - {name: peers, endpoints: [10.201.2.0/24]}
 CONF
 }
-conf None >"$tmp/none.conf"; conf TC >"$tmp/tc.conf"
+conf None >"$tmp/none.conf"; conf TC >"$tmp/tc.conf"; conf XDP >"$tmp/xdp.conf"
 wait_udp() { for _ in $(seq 100); do ip netns exec $G ss -lun | grep -q ":$1 " && return 0; sleep 0.05; done; }
 start_stunnerd() { # config file
   ip netns exec $G taskset -c 1 "$bin/stunnerd" -c "$1" -l all:WARN,offload:INFO 2>"$tmp/stunnerd.log" &
@@ -89,21 +110,34 @@ median() { # key, files...
 }
 case_() { # name, turnload args...
   local name=$1; shift
+  case "$name" in *"${ONLY:-}"*) ;; *) return 0 ;; esac
   for r in $(seq "$REPS"); do
     start_stunnerd "$tmp/none.conf"; load user_space "$@" >"$tmp/$name.u.$r"; stop
     start_stunnerd "$tmp/tc.conf"
     grep -q "offload running" "$tmp/stunnerd.log" || { echo "SKIPPED: the TC engine did not start: $(grep -m1 offload "$tmp/stunnerd.log")"; exit 0; }
     load offload "$@" >"$tmp/$name.o.$r"; stop
+    start_stunnerd "$tmp/xdp.conf"
+    grep -q 'xdp=\["g1", "g2"\]' "$tmp/stunnerd.log" || { echo "SKIPPED: the XDP engine did not start: $(grep -m1 offload "$tmp/stunnerd.log")"; exit 0; }
+    if [ "${XDP_THREADED:-1}" = 1 ]; then threaded $G g1; threaded $G g2; pin_napi 1 g1 g2; fi
+    load xdp "$@" >"$tmp/$name.x.$r"
+    # Which program relayed: the XDP share of the kernel-relayed datagrams.
+    sleep 1.2
+    ip netns exec $G curl -s http://10.201.1.1:8086/status | jq -r '.offload.by_program
+      | (.xdp.packets_to_peers + .xdp.packets_to_clients) as $x
+      | ($x + .tc.packets_to_peers + .tc.packets_to_clients) as $all
+      | "xdp_share=\(if $all > 0 then $x / $all else 0 end)"' >>"$tmp/$name.x.$r" || true
+    stop
     start_coturn; load coturn "$@" >"$tmp/$name.c.$r"; stop
   done
   for key in $KEYS; do
     o=$(median "$key" "$tmp/$name".o.*); u=$(median "$key" "$tmp/$name".u.*); c=$(median "$key" "$tmp/$name".c.*)
+    x=$(median "$key" "$tmp/$name".x.*)
     [ -n "$o" ] && [ -n "$u" ] || continue
-    r1=$(awk -v a="$o" -v b="$u" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    r2=$(awk -v a="$o" -v b="$c" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    printf '%-28s %-28s offload=%-10s user_space=%-10s coturn=%-10s vs_user_space=%-6s vs_coturn=%s\n' \
-      "$name" "$key" "$o" "$u" "$c" "$r1" "$r2"
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+    printf '%-22s %-26s xdp=%-9s tc=%-9s user_space=%-9s coturn=%-9s xdp_vs_user_space=%-6s tc_vs_user_space=%-6s xdp_vs_tc=%-6s tc_vs_coturn=%s\n' \
+      "$name" "$key" "$x" "$o" "$u" "$c" "$(ratio "$x" "$u")" "$(ratio "$o" "$u")" "$(ratio "$x" "$o")" "$(ratio "$o" "$c")"
   done
+  printf '%-22s %-26s %s\n' "$name" xdp_share "$(median xdp_share "$tmp/$name".x.*)"
 }
 echo "machine: $(nproc) cores, kernel $(uname -r), $PROFILE build, median of $REPS runs, veth topology in namespaces"
 case_ "offload_100B_closed" --allocations "$ALLOCS" --size 100 --duration "$DURATION"

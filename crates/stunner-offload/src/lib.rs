@@ -357,8 +357,8 @@ impl Engine {
         &self.xdp
     }
 
-    /// The interfaces `Auto` left without XDP, and why; for explicit XDP, those whose
-    /// forwarding is off (XDP relays nothing there: TC does).
+    /// Notes on interfaces where XDP does not relay: those `Auto` left without it, and
+    /// why; for explicit XDP, those whose forwarding is off (TC relays there).
     pub fn xdp_skipped(&self) -> &[(String, String)] {
         &self.xdp_skipped
     }
@@ -504,7 +504,11 @@ fn attach_xdp(
     let prog = match (loaded, mode) {
         (Ok(p), _) => p,
         (Err(e), Mode::Auto) => {
-            skipped.extend(wanted.iter().map(|i| ((*i).clone(), e.to_string())));
+            skipped.extend(
+                wanted
+                    .iter()
+                    .map(|i| ((*i).clone(), format!("not attached: {e}"))),
+            );
             return Ok((on, skipped));
         }
         (Err(e), _) => return Err(e),
@@ -522,12 +526,14 @@ fn attach_xdp(
                 if mode == Mode::Xdp && !xdp::forwarding(i) {
                     skipped.push((
                         i.clone(),
-                        "forwarding off: XDP passes everything to TC here".into(),
+                        "attached, but forwarding is off: XDP passes everything to TC here".into(),
                     ));
                 }
                 on.push(i.clone());
             }
-            Err(e) if mode == Mode::Auto => skipped.push((i.clone(), e.to_string())),
+            Err(e) if mode == Mode::Auto => {
+                skipped.push((i.clone(), format!("not attached: native XDP: {e}")))
+            }
             Err(e) => return Err(Error::Attach(i.clone(), format!("XDP: {e}"))),
         }
     }

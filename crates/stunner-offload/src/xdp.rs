@@ -29,10 +29,25 @@ pub(crate) fn forwarding(name: &str) -> bool {
 /// The reason `Auto` leaves XDP off an interface, if any.
 pub(crate) fn auto_skips(name: &str) -> Option<&'static str> {
     if !is_nic(name) {
-        Some("virtual interface (XDP redirects into a veth need NAPI on its other end)")
+        Some(
+            "not attached: virtual interface (XDP redirects into a veth need NAPI on its other end)",
+        )
     } else if !forwarding(name) {
-        Some("forwarding off (the XDP program's route lookup needs it)")
+        Some("not attached: forwarding off (the XDP program's route lookup needs it)")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_leaves_virtual_and_unknown_interfaces_to_tc() {
+        assert!(!is_nic("lo"));
+        assert!(auto_skips("lo").is_some_and(|w| w.contains("virtual interface")));
+        assert!(!is_nic("no-such-if0"));
+        assert!(!forwarding("no-such-if0"));
     }
 }

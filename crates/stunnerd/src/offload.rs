@@ -129,7 +129,7 @@ impl Offload {
             Ok(e) => {
                 tracing::info!(target: "offload", engine = %engine, interfaces = ?e.interfaces(), xdp = ?e.xdp_interfaces(), "ChannelData offload running");
                 for (i, why) in e.xdp_skipped() {
-                    tracing::info!(target: "offload", interface = %i, "no XDP on {i}: {why}");
+                    tracing::info!(target: "offload", interface = %i, "XDP on {i}: {why}");
                 }
                 inner.engine = Some(e);
                 self.generation.fetch_add(1, Ordering::Relaxed);

@@ -545,7 +545,8 @@ fn xdp_relays_in_front_of_tc() {
     });
     assert_eq!(s["offload"]["xdp_interfaces"], serde_json::json!([]));
     assert!(
-        gw.log().contains("no XDP on g1: virtual interface"),
+        gw.log()
+            .contains("XDP on g1: not attached: virtual interface"),
         "{}",
         gw.log()
     );
