@@ -59,7 +59,8 @@ ip -n $C route add default via 10.201.1.1; ip -n $P route add default via 10.201
 # RPS: receive processing of the gateway's interfaces on core 1, the generator's on 0.
 rps() { ip netns exec "$1" sh -c "echo $3 > /sys/class/net/$2/queues/rx-0/rps_cpus"; }
 rps $G g1 2; rps $G g2 2; rps $C c0 1; rps $P p0 1
-ip netns exec $G sysctl -qw net.ipv4.ip_forward=1
+command -v ethtool >/dev/null || { echo "SKIPPED: the offload benchmark needs ethtool (scripts/deps)"; exit 0; }
+ip netns exec $G sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward'
 # (Threaded NAPI can be set only on a veth that has NAPI: GRO on, or XDP attached.)
 threaded() { ip netns exec "$1" sh -c "echo 1 > /sys/class/net/$2/threaded"; }
 for x in "$C c0" "$P p0"; do set -- $x; ip netns exec "$1" ethtool -K "$2" tx off gro on >/dev/null; [ "${FAR_THREADED:-1}" = 0 ] || threaded "$1" "$2"; done
