@@ -45,6 +45,8 @@
 #define MAX_MOVE 1472
 #define RELAY_TTL 64
 
+#include "match.h"
+
 // Rewrites the IPv4 and UDP headers (incremental checksums); the payload has already
 // been moved. The MAC addresses are bpf_redirect_neigh's: it routes the rewritten
 // packet out of the given interface and fills them in from the neighbour table (as a
@@ -308,113 +310,31 @@ static __always_inline int wrap6(struct __sk_buff *skb, struct ipv6hdr *ip6, str
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
-// An IPv6 datagram: UDP right after the fixed header (no extension headers).
-static __always_inline int handle6(struct __sk_buff *skb)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	if (data + PAYLOAD6_OFF + 4 > data_end)
-		return TC_ACT_OK;
-	struct ipv6hdr *ip6 = data + IP6_OFF;
-	struct udphdr *udp = data + UDP6_OFF;
-	if (ip6->nexthdr != IPPROTO_UDP || udp->check == 0)
-		return TC_ACT_OK;
-	__u32 udp_len = bpf_ntohs(udp->len);
-	if (bpf_ntohs(ip6->payload_len) != udp_len || skb->len != ETH_HLEN + 40 + udp_len ||
-	    udp_len < 8)
-		return TC_ACT_OK;
-	__u8 *pl = data + PAYLOAD6_OFF;
-	__be16 chan, cd_len;
-	__builtin_memcpy(&chan, pl, 2);
-	__builtin_memcpy(&cd_len, pl + 2, 2);
-	__u16 ch = bpf_ntohs(chan);
-	if (ch >= 0x4000 && ch <= 0x4fff) {
-		struct down6_key k = {
-			.client_port = udp->source,
-			.listener_port = udp->dest,
-			.channel = chan,
-		};
-		__builtin_memcpy(k.client_ip, &ip6->saddr, 16);
-		__builtin_memcpy(k.listener_ip, &ip6->daddr, 16);
-		struct down6_val *v = bpf_map_lookup_elem(&down6, &k);
-		if (v) {
-			__u32 n = bpf_ntohs(cd_len);
-			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
-				return TC_ACT_OK;
-			return strip6(skb, ip6, udp, chan, cd_len, v, n);
-		}
-	}
-	struct up6_key uk = {
-		.peer_port = udp->source,
-		.relay_port = udp->dest,
-	};
-	__builtin_memcpy(uk.peer_ip, &ip6->saddr, 16);
-	__builtin_memcpy(uk.relay_ip, &ip6->daddr, 16);
-	struct up6_val *uv = bpf_map_lookup_elem(&up6, &uk);
-	if (uv) {
-		__u32 n = udp_len - 8;
-		if (n > MAX_MOVE)
-			return TC_ACT_OK;
-		return wrap6(skb, ip6, udp, uv, n);
-	}
-	return TC_ACT_OK;
-}
-
 SEC("classifier")
 int stunner_channeldata(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	if (data + PAYLOAD_OFF + 4 > data_end)
+	if (data + HDRS4 + 4 > data_end)
 		return TC_ACT_OK;
 	struct ethhdr *eth = data;
-	struct iphdr *ip = data + IP_OFF;
-	struct udphdr *udp = data + UDP_OFF;
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return handle6(skb);
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->version != 4 ||
-	    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
-		return TC_ACT_OK;
-	__u32 udp_len = bpf_ntohs(udp->len);
-	// No trailing bytes (link padding) beyond the datagram: the lengths must agree.
-	if (bpf_ntohs(ip->tot_len) != 20 + udp_len || skb->len != ETH_HLEN + 20 + udp_len ||
-	    udp_len < 8)
-		return TC_ACT_OK;
-	__u8 *pl = data + PAYLOAD_OFF;
-	__be16 chan, cd_len;
-	__builtin_memcpy(&chan, pl, 2);
-	__builtin_memcpy(&cd_len, pl + 2, 2);
-	__u16 ch = bpf_ntohs(chan);
-	if (ch >= 0x4000 && ch <= 0x4fff) {
-		struct down_key k = {
-			.client_ip = ip->saddr,
-			.listener_ip = ip->daddr,
-			.client_port = udp->source,
-			.listener_port = udp->dest,
-			.channel = chan,
-		};
-		struct down_val *v = bpf_map_lookup_elem(&down, &k);
-		if (v) {
-			__u32 n = bpf_ntohs(cd_len);
-			// Unpadded and whole (RFC 8656 §12.5 lets UDP frames skip padding;
-			// padded ones go up).
-			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
-				return TC_ACT_OK;
-			return strip(skb, ip, udp, chan, cd_len, v, n);
-		}
-	}
-	struct up_key uk = {
-		.peer_ip = ip->saddr,
-		.relay_ip = ip->daddr,
-		.peer_port = udp->source,
-		.relay_port = udp->dest,
-	};
-	struct up_val *uv = bpf_map_lookup_elem(&up, &uk);
-	if (uv) {
-		__u32 n = udp_len - 8;
-		if (n > MAX_MOVE)
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct match m = {};
+		if (!match4(data, data_end, skb->len, &m))
 			return TC_ACT_OK;
-		return wrap(skb, ip, udp, uv, n);
+		struct iphdr *ip = data + IP_OFF;
+		struct udphdr *udp = data + UDP_OFF;
+		return m.down ? strip(skb, ip, udp, m.chan, m.cd_len, m.down, m.n)
+			      : wrap(skb, ip, udp, m.up, m.n);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct match m = {};
+		if (!match6(data, data_end, skb->len, &m) || data + HDRS6 + 4 > data_end)
+			return TC_ACT_OK;
+		struct ipv6hdr *ip6 = data + IP6_OFF;
+		struct udphdr *udp = data + UDP6_OFF;
+		return m.down ? strip6(skb, ip6, udp, m.chan, m.cd_len, m.down, m.n)
+			      : wrap6(skb, ip6, udp, m.up, m.n);
 	}
 	return TC_ACT_OK;
 }

@@ -16,8 +16,6 @@
 //    pseudo-header sum, and an xdp frame does not carry that state; the skb TC sees
 //    does.
 
-#define HDRS4 (ETH_HLEN + 20 + 8)
-#define HDRS6 (ETH_HLEN + 40 + 8)
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
@@ -295,100 +293,6 @@ static __always_inline int xdp_relay6(struct xdp_md *ctx, struct down6_val *v, s
 	return bpf_redirect(f.ifindex, 0);
 }
 
-static __always_inline int xdp4(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	if (data + HDRS4 + 4 > data_end)
-		return XDP_PASS;
-	struct iphdr *ip = data + ETH_HLEN;
-	struct udphdr *udp = data + ETH_HLEN + 20;
-	if (ip->ihl != 5 || ip->version != 4 || ip->protocol != IPPROTO_UDP ||
-	    (ip->frag_off & bpf_htons(0x3fff)))
-		return XDP_PASS;
-	__u32 udp_len = bpf_ntohs(udp->len);
-	// The frame is the datagram and nothing more (no link padding).
-	if (bpf_ntohs(ip->tot_len) != 20 + udp_len || udp_len < 8 || (void *)udp + udp_len != data_end)
-		return XDP_PASS;
-	__u8 *pl = (__u8 *)(udp + 1);
-	__be16 chan, cd_len;
-	__builtin_memcpy(&chan, pl, 2);
-	__builtin_memcpy(&cd_len, pl + 2, 2);
-	__u16 ch = bpf_ntohs(chan);
-	if (ch >= 0x4000 && ch <= 0x4fff) {
-		struct down_key k = {
-			.client_ip = ip->saddr,
-			.listener_ip = ip->daddr,
-			.client_port = udp->source,
-			.listener_port = udp->dest,
-			.channel = chan,
-		};
-		struct down_val *v = bpf_map_lookup_elem(&down, &k);
-		if (v) {
-			__u32 n = bpf_ntohs(cd_len);
-			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
-				return XDP_PASS;
-			return xdp_relay4(ctx, v, NULL, n);
-		}
-	}
-	struct up_key uk = {
-		.peer_ip = ip->saddr,
-		.relay_ip = ip->daddr,
-		.peer_port = udp->source,
-		.relay_port = udp->dest,
-	};
-	struct up_val *uv = bpf_map_lookup_elem(&up, &uk);
-	if (uv && udp_len - 8 <= MAX_MOVE)
-		return xdp_relay4(ctx, NULL, uv, udp_len - 8);
-	return XDP_PASS;
-}
-
-static __always_inline int xdp6(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	if (data + HDRS6 + 4 > data_end)
-		return XDP_PASS;
-	struct ipv6hdr *ip6 = data + ETH_HLEN;
-	struct udphdr *udp = data + ETH_HLEN + 40;
-	if (ip6->nexthdr != IPPROTO_UDP || udp->check == 0)
-		return XDP_PASS;
-	__u32 udp_len = bpf_ntohs(udp->len);
-	if (bpf_ntohs(ip6->payload_len) != udp_len || udp_len < 8 || (void *)udp + udp_len != data_end)
-		return XDP_PASS;
-	__u8 *pl = (__u8 *)(udp + 1);
-	__be16 chan, cd_len;
-	__builtin_memcpy(&chan, pl, 2);
-	__builtin_memcpy(&cd_len, pl + 2, 2);
-	__u16 ch = bpf_ntohs(chan);
-	if (ch >= 0x4000 && ch <= 0x4fff) {
-		struct down6_key k = {
-			.client_port = udp->source,
-			.listener_port = udp->dest,
-			.channel = chan,
-		};
-		__builtin_memcpy(k.client_ip, &ip6->saddr, 16);
-		__builtin_memcpy(k.listener_ip, &ip6->daddr, 16);
-		struct down6_val *v = bpf_map_lookup_elem(&down6, &k);
-		if (v) {
-			__u32 n = bpf_ntohs(cd_len);
-			if (udp_len != 8 + 4 + n || n > MAX_MOVE)
-				return XDP_PASS;
-			return xdp_relay6(ctx, v, NULL, n);
-		}
-	}
-	struct up6_key uk = {
-		.peer_port = udp->source,
-		.relay_port = udp->dest,
-	};
-	__builtin_memcpy(uk.peer_ip, &ip6->saddr, 16);
-	__builtin_memcpy(uk.relay_ip, &ip6->daddr, 16);
-	struct up6_val *uv = bpf_map_lookup_elem(&up6, &uk);
-	if (uv && udp_len - 8 <= MAX_MOVE)
-		return xdp_relay6(ctx, NULL, uv, udp_len - 8);
-	return XDP_PASS;
-}
-
 SEC("xdp")
 int stunner_channeldata_xdp(struct xdp_md *ctx)
 {
@@ -397,9 +301,17 @@ int stunner_channeldata_xdp(struct xdp_md *ctx)
 	if (data + ETH_HLEN > data_end)
 		return XDP_PASS;
 	struct ethhdr *eth = data;
-	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return xdp4(ctx);
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return xdp6(ctx);
+	__u32 len = bpf_xdp_get_buff_len(ctx);
+	// One match per family, each branch returning: the verifier does not take the
+	// EtherType read twice to be the same, so a shared one could reach the IPv6 rewrite
+	// holding an IPv4 map value.
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct match m = {};
+		return match4(data, data_end, len, &m) ? xdp_relay4(ctx, m.down, m.up, m.n) : XDP_PASS;
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct match m = {};
+		return match6(data, data_end, len, &m) ? xdp_relay6(ctx, m.down, m.up, m.n) : XDP_PASS;
+	}
 	return XDP_PASS;
 }
