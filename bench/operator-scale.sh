@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Operator scale benchmark (issue 14, docs/SCALING.md): brings up the real control plane
+# of scripts/k8s-env in target/k8s-scale, installs the CRDs, runs bench/operator_scale.py
+# against the release operator, and brings the cluster down. Needs root and Go (for the
+# first build of the control plane), like scripts/test-k8s.
+#
+#   bench/operator-scale.sh                      # 1,000 Nodes, 200 namespaces, 50 updates/s for 60 s
+#   NODES=100 NAMESPACES=20 STORM_SECONDS=10 bench/operator-scale.sh   # a small run
+#   TINY=1 bench/operator-scale.sh   # the suite's smoke run: debug build, 50 Nodes, 10
+#                                    # namespaces, 5 s; fails only if an update never
+#                                    # reaches the CDS (no timing goal)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${K8S_SCALE_DIR:-$PWD/target/k8s-scale}
+mkdir -p "$(dirname "$dir")"
+if [ -n "${TINY:-}" ]; then
+  export NODES=${NODES:-50} NAMESPACES=${NAMESPACES:-10} STORM_SECONDS=${STORM_SECONDS:-5} RATE=${RATE:-20}
+  export SMOKE=1 OPERATOR_BIN=target/debug/stunner-gateway-operator STUNNERCTL_BIN=target/debug/stunnerctl
+  cargo build -q -p stunner-gateway-operator -p stunnerctl
+else
+  cargo build --release -q -p stunner-gateway-operator -p stunnerctl
+fi
+trap 'scripts/k8s-env down "$dir" >/dev/null 2>&1 || true' EXIT
+scripts/k8s-env up "$dir" >/dev/null
+# shellcheck disable=SC1091
+. "$dir/env"
+kubectl apply --server-side -f charts/stunner-gateway-operator/crds/ >/dev/null
+for c in gatewayclasses.gateway.networking.k8s.io gateways.gateway.networking.k8s.io \
+  udproutes.stunner.l7mp.io gatewayconfigs.stunner.l7mp.io dataplanes.stunner.l7mp.io; do
+  kubectl wait --for condition=established --timeout=60s "crd/$c" >/dev/null
+done
+echo "machine: $(nproc) cores, kernel $(uname -r), ${TINY:+debug (smoke run)}${TINY:-release} operator, control plane of scripts/k8s-env"
+K8S_ENV_DIR=$dir python3 bench/operator_scale.py
