@@ -262,7 +262,7 @@ static __always_inline int xdp_relay6(struct xdp_md *ctx, struct down6_val *v, s
 	}
 	if (!next_hop6(ctx, &f, nd.saddr, nd.daddr, nd.sport, nd.dport, 40 + bpf_ntohs(nd.ulen)))
 		return XDP_PASS;
-	// IPv6 UDP always has a checksum (RFC 8200 §8.1); handle6-style checks made sure.
+	// IPv6 UDP always has a checksum (RFC 8200 §8.1); match6 took only those.
 	int check = udp_check(udp->check, &o, &nd, sizeof(o));
 	if (check <= 0)
 		return XDP_PASS;
