@@ -328,10 +328,13 @@ impl Engine {
         let paths = PerCpuArray::try_from(take(&mut ebpf, "paths")?).map_err(map_err("paths"))?;
         let mut out: BpfHashMap<MapData, u32, u32> =
             BpfHashMap::try_from(take(&mut ebpf, "xdp_out")?).map_err(map_err("xdp_out"))?;
-        for i in &xdp_on {
+        // XDP redirects only into interfaces it runs on natively: those take XDP frames
+        // (a generic-mode one may have no ndo_xdp_xmit, and the frame would be lost).
+        for (i, _) in xdp_on.iter().filter(|(_, native)| *native) {
             let idx = route::ifindex(i).ok_or_else(|| Error::Interfaces(format!("no {i}")))?;
             out.insert(idx, 1, 0).map_err(map_err("xdp_out"))?;
         }
+        let xdp_on: Vec<String> = xdp_on.into_iter().map(|(i, _)| i).collect();
         Ok(Self {
             _ebpf: ebpf,
             down,
@@ -464,13 +467,13 @@ impl Engine {
 }
 
 /// Loads the XDP program and attaches it where `mode` wants it; returns the interfaces
-/// it is on and those left without it (with the reason).
+/// it is on (and whether in native mode) and notes on the others (with the reason).
 #[allow(clippy::type_complexity)]
 fn attach_xdp(
     ebpf: &mut aya::Ebpf,
     mode: Mode,
     ifaces: &[String],
-) -> Result<(Vec<String>, Vec<(String, String)>), Error> {
+) -> Result<(Vec<(String, bool)>, Vec<(String, String)>), Error> {
     let (mut on, mut skipped) = (Vec::new(), Vec::new());
     if mode == Mode::Tc {
         return Ok((on, skipped));
@@ -514,27 +517,35 @@ fn attach_xdp(
         (Err(e), _) => return Err(e),
     };
     for i in wanted {
-        // Auto wants native XDP only (generic XDP saves nothing over TC); explicit XDP
-        // takes what the driver offers.
-        let flags = if mode == Mode::Auto {
-            XdpFlags::DRV_MODE
-        } else {
-            XdpFlags::default()
+        // Native (driver) mode first. Auto wants nothing else (generic XDP saves nothing
+        // over TC); explicit XDP takes generic mode where the driver has none.
+        let attached = match prog.attach(i, XdpFlags::DRV_MODE) {
+            Ok(_) => Ok(true),
+            Err(e) if mode == Mode::Auto => Err(format!("not attached: native XDP: {e}")),
+            Err(_) => prog
+                .attach(i, XdpFlags::SKB_MODE)
+                .map(|_| false)
+                .map_err(|e| format!("XDP: {e}")),
         };
-        match prog.attach(i, flags) {
-            Ok(_) => {
+        match attached {
+            Ok(native) => {
+                if !native {
+                    skipped.push((
+                        i.clone(),
+                        "attached in generic mode: datagrams that would leave by it go to TC"
+                            .into(),
+                    ));
+                }
                 if mode == Mode::Xdp && !xdp::forwarding(i) {
                     skipped.push((
                         i.clone(),
                         "attached, but forwarding is off: XDP passes everything to TC here".into(),
                     ));
                 }
-                on.push(i.clone());
+                on.push((i.clone(), native));
             }
-            Err(e) if mode == Mode::Auto => {
-                skipped.push((i.clone(), format!("not attached: native XDP: {e}")))
-            }
-            Err(e) => return Err(Error::Attach(i.clone(), format!("XDP: {e}"))),
+            Err(why) if mode == Mode::Auto => skipped.push((i.clone(), why)),
+            Err(why) => return Err(Error::Attach(i.clone(), why)),
         }
     }
     Ok((on, skipped))
