@@ -220,7 +220,30 @@ clusters:
 pub static DEFAULT_HEALTH_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Starts stunnerd with raw arguments (no config file); logs go to a file.
-pub fn start_raw(tag: &str, args: &[&str]) -> (Child, PathBuf, PathBuf) {
+/// A child process killed when dropped, so a test that panics leaves no stunnerd behind.
+pub struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_raw(tag: &str, args: &[&str]) -> (Reaped, PathBuf, PathBuf) {
     let dir = tempdir(tag);
     let log = dir.join("stunnerd.log");
     let child = Command::new(env!("CARGO_BIN_EXE_stunnerd"))
@@ -229,5 +252,5 @@ pub fn start_raw(tag: &str, args: &[&str]) -> (Child, PathBuf, PathBuf) {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    (child, dir, log)
+    (Reaped(child), dir, log)
 }
