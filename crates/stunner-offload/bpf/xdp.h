@@ -161,7 +161,24 @@ static __always_inline int new_ip4(struct iphdr *nip, const struct iphdr *ip, __
 	return 0;
 }
 
-// IPv4, both ways: `down` non-NULL strips (client -> peer), else `uv` wraps.
+// Writes the UDP header (and, wrapping, the ChannelData header `cd`: channel and length,
+// 4 bytes) of a frame whose IP header is in place, counts it and sends it.
+static __always_inline int send_out(struct udphdr *udp, __be16 sport, __be16 dport, __be16 ulen,
+				    __u16 check, const __be16 *cd, __u32 stat, __u32 n, __u32 path,
+				    __u32 ifindex)
+{
+	udp->source = sport;
+	udp->dest = dport;
+	udp->len = ulen;
+	udp->check = check;
+	if (cd)
+		__builtin_memcpy((__u8 *)(udp + 1), cd, 4);
+	count(stat, n);
+	count_path(path);
+	return bpf_redirect(ifindex, 0);
+}
+
+// IPv4, both ways: `v` non-NULL strips (client -> peer), else `uv` wraps.
 static __always_inline int xdp_relay4(struct xdp_md *ctx, struct down_val *v, struct up_val *uv,
 				      __u32 n)
 {
@@ -208,15 +225,8 @@ static __always_inline int xdp_relay4(struct xdp_md *ctx, struct down_val *v, st
 	write_eth(data, &f, ETH_P_IP);
 	__builtin_memcpy(data + ETH_HLEN, &nip, 20);
 	udp = data + ETH_HLEN + 20;
-	udp->source = nd.sport;
-	udp->dest = nd.dport;
-	udp->len = nd.ulen;
-	udp->check = check;
-	if (!v)
-		__builtin_memcpy((__u8 *)(udp + 1), &nd.chan, 4);
-	count(stat, n);
-	count_path(path);
-	return bpf_redirect(f.ifindex, 0);
+	return send_out(udp, nd.sport, nd.dport, nd.ulen, check, v ? NULL : &nd.chan, stat, n, path,
+			f.ifindex);
 }
 
 // IPv6, both ways, as xdp_relay4.
@@ -282,15 +292,8 @@ static __always_inline int xdp_relay6(struct xdp_md *ctx, struct down6_val *v, s
 	write_eth(data, &f, ETH_P_IPV6);
 	__builtin_memcpy(data + ETH_HLEN, &nip, 40);
 	udp = data + ETH_HLEN + 40;
-	udp->source = nd.sport;
-	udp->dest = nd.dport;
-	udp->len = nd.ulen;
-	udp->check = check;
-	if (!v)
-		__builtin_memcpy((__u8 *)(udp + 1), &nd.chan, 4);
-	count(stat, n);
-	count_path(path);
-	return bpf_redirect(f.ifindex, 0);
+	return send_out(udp, nd.sport, nd.dport, nd.ulen, check, v ? NULL : &nd.chan, stat, n, path,
+			f.ifindex);
 }
 
 SEC("xdp")
