@@ -26,8 +26,10 @@ arrival). Figures:
   api_writes_per_min   the operator's writes during the storm (resource_operations_total)
   apiserver_requests_per_min  every client's requests to the API server in that time
                        (apiserver_request_total; includes the storm's own updates)
-The upstream operator cannot be the anchor here: the Go module proxy refuses
-github.com/l7mp/stunner-gateway-operator (see docs/SCALING.md).
+Each figure is also written as JSON to RESULT_JSON when set: bench/operator-scale.sh runs
+this once per operator (ours, and the upstream one when UPSTREAM_OPERATOR_BIN names a
+binary) on a fresh cluster each, then `operator_scale.py --compare OURS.json UPSTREAM.json`
+prints them side by side. Both operators expose the same metric names.
 """
 
 import concurrent.futures
@@ -253,7 +255,7 @@ def main():
     print(f"world: {NODES} nodes, {NAMESPACES} namespaces, {NAMESPACES} gateways, {NAMESPACES * ROUTES} udproutes, "
           f"{NAMESPACES * ROUTES * BACKENDS} services and endpointslices ({objects} objects created in {secs:.1f} s)")
     cds, metrics = free_port(), free_port()
-    log = open(os.path.join(LOG_DIR, "operator-scale.log"), "w")
+    log = open(os.path.join(LOG_DIR, f"operator-scale-{os.path.basename(OPERATOR)}.log"), "w")
     env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
     t_start = time.monotonic()
     op = subprocess.Popen([OPERATOR, "--config-discovery-address", f"127.0.0.1:{cds}",
@@ -277,6 +279,8 @@ def main():
             time.sleep(0.1)
         first_render = watch.complete_at - t_start
         mem0 = proc_mem(op.pid)
+        res = {"operator": os.path.basename(OPERATOR), "first_render_s": round(first_render, 2),
+               "rss_after_first_render_mb": round(mem0["VmRSS"], 1)}
         print(f"first_render_s={first_render:.2f} operator_rss_mb={mem0['VmRSS']:.1f} cds_messages={watch.messages}")
 
         def op_metrics():
@@ -292,6 +296,8 @@ def main():
                 last, still_since = w, time.monotonic()
             time.sleep(0.2)
         print(f"initial_writes={last:.0f} writes_done_s={still_since - t_start:.2f}")
+        res.update(initial_writes=int(last), writes_done_s=round(still_since - t_start, 2),
+                   rss_after_writes_mb=round(proc_mem(op.pid)["VmRSS"], 1))
         m0, a0, c0 = op_metrics(), api.text("/metrics"), proc_cpu(op.pid)
         rng = random.Random(14)
         # Every Service once in a shuffled order, then again: an update never lands on a
@@ -346,6 +352,14 @@ def main():
         for labels, v in sorted(series(m1, "stunner_gateway_operator_resource_operations_total").items()):
             if v - ops0.get(labels, 0.0) > 0:
                 print(f"  writes {labels}: {v - ops0.get(labels, 0.0):.0f}")
+        res.update(updates=len(sent), staleness_p50_ms=round(pct(lat, 50)), staleness_p99_ms=round(pct(lat, 99)),
+                   staleness_max_ms=round(max(lat, default=float("nan"))), unseen=unseen,
+                   cpu_pct=round((c1 - c0) / storm_s * 100, 1), rss_end_mb=round(mem1["VmRSS"], 1),
+                   peak_rss_mb=round(mem1["VmHWM"], 1), renders=int(renders),
+                   api_writes_per_min=round(writes * per_min), apiserver_requests_per_min=round(apireq * per_min))
+        if os.environ.get("RESULT_JSON"):
+            with open(os.environ["RESULT_JSON"], "w") as f:
+                json.dump(res, f, indent=1)
         ok = unseen == 0 and pct(lat, 99) <= 1000
         print(f"goal p99 staleness <= 1 s, none unseen: {'met' if ok else 'NOT met'}")
         if os.environ.get("SMOKE"):
@@ -360,5 +374,26 @@ def main():
         api.close()
 
 
+def compare(ours_path, upstream_path):
+    """The two runs side by side; ratio = ours / upstream (below 1: ours is smaller)."""
+    with open(ours_path) as f:
+        ours = json.load(f)
+    with open(upstream_path) as f:
+        up = json.load(f)
+    print(f"{'figure':<30}{'ours':>12}{'upstream':>12}{'ours/upstream':>15}")
+    for k in ours:
+        if k == "operator":
+            continue
+        a, b = ours[k], up.get(k)
+        ratio = f"{a / b:.2f}" if isinstance(b, (int, float)) and b else "-"
+        print(f"{k:<30}{a:>12}{b if b is not None else '-':>12}{ratio:>15}")
+    rss = ours["rss_end_mb"] / up["rss_end_mb"]
+    print(f"goal RSS <= 0.5x upstream (at the end of the storm): {rss:.2f}x, {'met' if rss <= 0.5 else 'NOT met'}")
+    print(f"goal p99 staleness <= 1 s: ours {ours['staleness_p99_ms']} ms, upstream {up['staleness_p99_ms']} ms")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     sys.exit(main())

@@ -18,6 +18,7 @@ import traceback
 
 from kube import *  # noqa: F403 - the shared helpers
 import faults
+import operator_diff
 import operator_host
 
 
@@ -607,10 +608,6 @@ def case_legacy():
 UPSTREAM_IMAGE = "docker.io/l7mp/stunnerd:1.2.1"
 
 
-class Skip(Exception):
-    """A case that cannot run here, with the reason; counted apart from passes."""
-
-
 def case_upstream_dataplane():
     """The upstream Go stunnerd (v1.2.1, scripts/upstream) as a Gateway's dataplane: our
     operator provisions its Deployment from a Dataplane naming upstream's image and feeds
@@ -660,7 +657,7 @@ CHAIN = {case_tools, case_dataplane_custom, case_rollout_restart, case_graceful_
 
 CASES = [case_skip_crds, case_kubectl_streams, case_managed, case_tools, case_dataplane_custom, case_rollout_restart,
          case_graceful_scale_down, case_two_replicas, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_legacy,
-         *operator_host.CASES, *faults.CASES, faults.case_control_plane_restarts]
+         *operator_host.CASES, *faults.CASES, faults.case_control_plane_restarts, operator_diff.case_upstream_operator]
 
 
 # Run only when named: upstream_dataplane does not pass yet (the upstream stunnerd pod,
@@ -703,7 +700,7 @@ def main():
             if case not in CHAIN:
                 C.reset()
         if case in (case_skip_crds, case_kubectl_streams, case_gc, case_dev_channel, case_cds_tls, case_prometheus, case_upstream_dataplane, case_legacy,
-                    faults.case_control_plane_restarts):
+                    faults.case_control_plane_restarts, operator_diff.case_upstream_operator):
             C.reset()
     if os.environ.get("K8S_E2E_KEEP") != "1":
         C.reset()

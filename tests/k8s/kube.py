@@ -18,6 +18,10 @@ SYSTEM_NS = "stunner-system"
 OP_DEPLOY = "stunner-gateway-operator-controller-manager"
 
 
+class Skip(Exception):
+    """A case that cannot run here, with the reason; counted apart from passes."""
+
+
 def sh(*args, check=True, timeout=180, input=None):
     """Runs a command; returns stdout. Raises with stderr on failure."""
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, input=input)

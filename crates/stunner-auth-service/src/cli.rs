@@ -22,6 +22,10 @@ struct Args {
     /// port-forwarded, as upstream's authd does.
     #[arg(long = "cds-server-address", env = "CDS_SERVER_ADDR")]
     cds_server_address: Option<String>,
+    /// CDS port where `--cds-server-address` names none (upstream's authd takes the host
+    /// and the port apart).
+    #[arg(long = "cds-server-port", default_value_t = stunner_cds::client::DEFAULT_PORT)]
+    cds_server_port: u16,
     /// PEM CA bundle that verifies a TLS CDS server (`https://`, `wss://` addresses);
     /// default: the system's roots.
     #[arg(long = "cds-ca-file", env = "CDS_CA_FILE")]
@@ -84,7 +88,7 @@ pub fn main() -> ExitCode {
             std::env::var("STUNNER_PUBLIC_ADDR").ok().filter(|s| !s.is_empty()),
         );
         let cds = match a.cds_server_address.clone() {
-            Some(c) => c,
+            Some(c) => stunner_cds::client::with_port(&c, a.cds_server_port),
             None => {
                 let found = stunner_k8s::discover(&stunner_k8s::Target::Cds, a.cds_server_namespace.as_deref()).await;
                 match found {

@@ -73,6 +73,9 @@ pub enum AuthError {
     /// `service` is missing or not `turn` (400).
     #[error("\"service\" must be \"turn\"")]
     BadService,
+    /// `service` is missing (400).
+    #[error("\"service\" must be \"turn\"")]
+    MissingService,
     /// A query parameter is invalid (400).
     #[error("invalid query: {0}")]
     BadQuery(String),
@@ -87,11 +90,45 @@ pub enum AuthError {
     MissingCredentials(String),
 }
 
+/// Which endpoint answers: upstream words its errors per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /`, TURN credentials.
+    Turn,
+    /// `GET /ice`, an ICE config.
+    Ice,
+}
+
 impl AuthError {
+    /// The response body: upstream's text, byte for byte, for the errors upstream has
+    /// (its handler's errors quoted after a per-endpoint prefix, Go's `%q`, which for
+    /// these ASCII texts is Rust's `{:?}`); ours for the checks upstream lacks.
+    pub fn wire_text(&self, at: Endpoint) -> String {
+        let prefix = match at {
+            Endpoint::Turn => "could not generate TURN auth token",
+            Endpoint::Ice => "could not generate ICE auth token",
+        };
+        match self {
+            Self::NoListener => match at {
+                Endpoint::Turn => format!("{prefix}: no valid listener found"),
+                Endpoint::Ice => "could not generate ICE config: no valid listener found".into(),
+            },
+            // `/` declares `service` required, so upstream's router refuses a missing one
+            // before its handler runs; `/ice` leaves that to the handler.
+            Self::MissingService if at == Endpoint::Turn => {
+                "Query argument service is required, but not found".into()
+            }
+            Self::BadService | Self::MissingService | Self::MissingCredentials(_) => {
+                format!("{prefix}: {:?}", self.to_string())
+            }
+            Self::BadQuery(_) | Self::NoConfig => self.to_string(),
+        }
+    }
+
     /// The HTTP status code.
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadService | Self::BadQuery(_) => 400,
+            Self::BadService | Self::MissingService | Self::BadQuery(_) => 400,
             Self::NoListener => 404,
             Self::NoConfig | Self::MissingCredentials(_) => 500,
         }
@@ -101,8 +138,10 @@ impl AuthError {
 const DEFAULT_TTL: i64 = 86400;
 
 fn check(q: &Query) -> Result<(), AuthError> {
-    if q.service.as_deref() != Some("turn") {
-        return Err(AuthError::BadService);
+    match q.service.as_deref() {
+        Some("turn") => {}
+        None => return Err(AuthError::MissingService),
+        Some(_) => return Err(AuthError::BadService),
     }
     if q.gateway.is_some() && q.namespace.is_none() {
         return Err(AuthError::BadQuery(
@@ -248,6 +287,31 @@ pub fn ice_response(
 mod tests {
     use super::*;
     use stunner_config::credential::check_ephemeral_username;
+
+    #[test]
+    fn errors_are_worded_as_upstream_words_them() {
+        use Endpoint::{Ice, Turn};
+        assert_eq!(
+            AuthError::NoListener.wire_text(Turn),
+            "could not generate TURN auth token: no valid listener found"
+        );
+        assert_eq!(
+            AuthError::NoListener.wire_text(Ice),
+            "could not generate ICE config: no valid listener found"
+        );
+        assert_eq!(
+            AuthError::BadService.wire_text(Turn),
+            r#"could not generate TURN auth token: "\"service\" must be \"turn\"""#
+        );
+        assert_eq!(
+            AuthError::MissingService.wire_text(Ice),
+            r#"could not generate ICE auth token: "\"service\" must be \"turn\"""#
+        );
+        assert_eq!(
+            AuthError::MissingService.wire_text(Turn),
+            "Query argument service is required, but not found"
+        );
+    }
 
     fn cfg(id: &str, auth: &str) -> StunnerConfig {
         let text = format!(

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use stunner_config::StunnerConfig;
 
-pub use ice::{AuthError, IceConfig, IceServer, TurnResponse};
+pub use ice::{AuthError, Endpoint, IceConfig, IceServer, TurnResponse};
 
 /// The configs the service knows, by id; fed by a CDS watch.
 #[derive(Clone, Default)]
@@ -103,7 +103,7 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn answer<T: serde::Serialize>(r: Result<T, AuthError>) -> Response {
+fn answer<T: serde::Serialize>(at: Endpoint, r: Result<T, AuthError>) -> Response {
     match r {
         Ok(v) => {
             let body = serde_json::to_string(&v).unwrap_or_default();
@@ -116,7 +116,7 @@ fn answer<T: serde::Serialize>(r: Result<T, AuthError>) -> Response {
         Err(e) => {
             let code =
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (code, e.to_string()).into_response()
+            (code, e.wire_text(at)).into_response()
         }
     }
 }
@@ -130,15 +130,26 @@ fn serve<T: serde::Serialize>(
     s: &AppState,
     headers: &HeaderMap,
     q: Result<Query<ice::Query>, QueryRejection>,
+    at: Endpoint,
     f: Answer<T>,
 ) -> Response {
     if !s.authorized(headers) {
         return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
     }
-    let Ok(Query(q)) = q else {
-        return (StatusCode::BAD_REQUEST, "invalid query").into_response();
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid query: {}", e.body_text()),
+            )
+                .into_response();
+        }
     };
-    answer(f(&s.snapshot(), &q, s.public_addr.as_deref(), now_unix()))
+    answer(
+        at,
+        f(&s.snapshot(), &q, s.public_addr.as_deref(), now_unix()),
+    )
 }
 
 async fn turn(
@@ -146,7 +157,7 @@ async fn turn(
     headers: HeaderMap,
     q: Result<Query<ice::Query>, QueryRejection>,
 ) -> Response {
-    serve(&s, &headers, q, ice::turn_response)
+    serve(&s, &headers, q, Endpoint::Turn, ice::turn_response)
 }
 
 async fn ice_config(
@@ -154,7 +165,7 @@ async fn ice_config(
     headers: HeaderMap,
     q: Result<Query<ice::Query>, QueryRejection>,
 ) -> Response {
-    serve(&s, &headers, q, ice::ice_response)
+    serve(&s, &headers, q, Endpoint::Ice, ice::ice_response)
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

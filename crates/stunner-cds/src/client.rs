@@ -179,10 +179,34 @@ pub fn host_port_or(addr: &str, port: u16) -> Result<String, Error> {
     } else {
         hp.to_string()
     };
-    let has_port = hp.rsplit_once(':').is_some_and(|(h, p)| {
+    Ok(if names_port(&hp) {
+        hp
+    } else {
+        format!("{hp}:{port}")
+    })
+}
+
+/// Whether `host:port` ends in a port (`[::1]` and `host` do not).
+fn names_port(hp: &str) -> bool {
+    hp.rsplit_once(':').is_some_and(|(h, p)| {
         !h.is_empty() && !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty()
-    });
-    Ok(if has_port { hp } else { format!("{hp}:{port}") })
+    })
+}
+
+/// `addr` (a URL or `host[:port]`) with `port` put in where its host names none; the
+/// scheme and path are kept, so a `wss://` address still speaks TLS. Addresses this
+/// cannot read are returned unchanged, for the client to report.
+pub fn with_port(addr: &str, port: u16) -> String {
+    let (scheme, rest) = match addr.find("://") {
+        Some(i) => addr.split_at(i + 3),
+        None => ("", addr),
+    };
+    let (hp, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if hp.is_empty() || hp.starts_with(':') || names_port(hp) {
+        addr.to_string()
+    } else {
+        format!("{scheme}{hp}:{port}{tail}")
+    }
 }
 
 fn path(id: Option<&str>, node: Option<&str>, watch: bool) -> Result<String, Error> {
@@ -391,6 +415,24 @@ async fn watch_once(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn with_port_fills_in_only_a_missing_port() {
+        assert_eq!(super::with_port("10.0.0.1", 9), "10.0.0.1:9");
+        assert_eq!(super::with_port("10.0.0.1:13478", 9), "10.0.0.1:13478");
+        assert_eq!(super::with_port("cds.stunner.svc", 9), "cds.stunner.svc:9");
+        assert_eq!(
+            super::with_port("wss://cds.example/x", 9),
+            "wss://cds.example:9/x"
+        );
+        assert_eq!(
+            super::with_port("https://cds.example:443", 9),
+            "https://cds.example:443"
+        );
+        assert_eq!(super::with_port("[::1]", 9), "[::1]:9");
+        assert_eq!(super::with_port("[::1]:1", 9), "[::1]:1");
+        assert_eq!(super::with_port(":13478", 9), ":13478");
+    }
+
     use super::*;
 
     #[test]

@@ -11,13 +11,10 @@ use sha1::Sha1;
 use crate::Error;
 
 /// The username for a credential that expires at `expiry` (unix seconds). An empty
-/// `user_id` yields a bare timestamp, as coturn's and pion's clients send.
+/// `user_id` still gets its colon (`<expiry>:`), as upstream's auth service writes it;
+/// [`check_ephemeral_username`] takes that and a bare timestamp alike.
 pub fn ephemeral_username(expiry: i64, user_id: &str) -> String {
-    if user_id.is_empty() {
-        expiry.to_string()
-    } else {
-        format!("{expiry}:{user_id}")
-    }
+    format!("{expiry}:{user_id}")
 }
 
 /// The password for an ephemeral `username` under the shared `secret`.
@@ -103,7 +100,8 @@ mod tests {
     #[test]
     fn usernames() {
         assert_eq!(ephemeral_username(1735689600, "alice"), "1735689600:alice");
-        assert_eq!(ephemeral_username(1735689600, ""), "1735689600");
+        assert_eq!(ephemeral_username(1735689600, ""), "1735689600:");
+        assert!(check_ephemeral_username("1735689600:", 1735689000).is_ok());
     }
 
     #[test]
