@@ -173,8 +173,8 @@ class Side:
 
     def snapshot(self):
         """Everything compared, with this side's namespace and class replaced."""
-        cds = json.loads(http_get(self.cds, "/api/v1/configs")[1])
-        out = {"cds": {c["admin"]["name"]: c for c in cds}}
+        body = json.loads(http_get(self.cds, "/api/v1/configs")[1])
+        out = {"cds": {c["admin"]["name"]: c for c in body.pop("items")}, "cds_list": body}
         for kind in ("deployment", "service"):
             items = kget(kind, "-n", self.ns, "-l", "stunner.l7mp.io/owned-by=stunner")["items"]
             out[kind] = {o["metadata"]["name"]: scrub(o) for o in items}
@@ -185,7 +185,10 @@ class Side:
             out[kind.split(".")[0] + ("" if "stunner" in kind or kind.startswith("gateways") else "-gwapi")] = {
                 o["metadata"]["name"]: o.get("status", {}) for o in items}
         text = json.dumps(out, sort_keys=True)
-        for a, b in ((self.controller, "CONTROLLER"), (self.ns, "NS"), (self.cls, "CLASS")):
+        # The backend Service's ClusterIP (the operators add it to the endpoints) is the API
+        # server's choice.
+        cip = kget("service", "-n", self.ns, "media")["spec"]["clusterIP"]
+        for a, b in ((cip, "MEDIA-CLUSTER-IP"), (self.controller, "CONTROLLER"), (self.ns, "NS"), (self.cls, "CLASS")):
             text = text.replace(a, b)
         return json.loads(text)
 
@@ -255,10 +258,21 @@ def settled(sides):
     last = None
     end = time.time() + 120
     while time.time() < end:
-        snap = take()
-        if all(len(v["cds"]) >= 2 for v in snap.values()) and snap == last:
+        try:
+            snap = take()
+        except (OSError, ValueError, AssertionError) as e:  # a CDS not up yet
+            last = None
+            print(f"    not yet: {e}")
+            time.sleep(2)
+            continue
+        stable = {n: {p: x for p, x in flatten(v).items() if not timeless(p)} for n, v in snap.items()}
+        if all(len(v["cds"]) >= 2 for v in snap.values()) and stable == last:
             return snap
-        last = snap
+        if last:
+            moving = sorted(f"{n}: {p}" for n in stable for p in set(stable[n]) | set(last.get(n, {}))
+                            if stable[n].get(p) != last.get(n, {}).get(p))
+            print(f"    still changing: {moving[:8]}")
+        last = stable
         time.sleep(4)
     raise AssertionError("the operators did not settle within 120 s: "
                          + ", ".join(f"{n}: {len(v['cds'])} configs" for n, v in (last or {}).items()))

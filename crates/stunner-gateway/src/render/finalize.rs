@@ -5,7 +5,7 @@ use gateway_api::apis::standard::gateways::GatewayStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::status::{Conditions, no};
-use super::{owned_by_us, per_gateway};
+use super::{foreign, owned_by_us, per_gateway};
 use crate::desired::{Desired, ObjectRef, StatusPatch};
 use crate::options::RenderOptions;
 use crate::world::World;
@@ -68,17 +68,17 @@ pub fn finalize(world: &World, opts: &RenderOptions) -> Desired {
         }
     }
     for (k, s) in &world.services {
-        if owned_by_us(&s.metadata) && per_gateway(&s.metadata) {
+        if owned_by_us(&s.metadata) && per_gateway(&s.metadata) && !foreign(world, opts, k) {
             d.deletes.push(ObjectRef::new("v1", "Service", k));
         }
     }
     for (k, s) in &world.deployments {
-        if owned_by_us(&s.metadata) {
+        if owned_by_us(&s.metadata) && !foreign(world, opts, k) {
             d.deletes.push(ObjectRef::new("apps/v1", "Deployment", k));
         }
     }
     for (k, s) in &world.config_maps {
-        if owned_by_us(&s.metadata) {
+        if owned_by_us(&s.metadata) && !foreign(world, opts, k) {
             d.deletes.push(ObjectRef::new("v1", "ConfigMap", k));
         }
     }

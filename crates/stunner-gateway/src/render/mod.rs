@@ -91,6 +91,19 @@ fn owned_by_us(m: &ObjectMeta) -> bool {
         == Some(names::OWNED_BY_VALUE)
 }
 
+/// The object at `k` belongs to a Gateway of another controller's class (a second STUNner
+/// operator with its own `--controller-name`, whose objects carry the same labels): it is
+/// never ours to delete, even though we do not render that Gateway.
+fn foreign(world: &World, opts: &RenderOptions, k: &Key) -> bool {
+    world.gateways.get(k).is_some_and(|g| {
+        world
+            .gateway_classes
+            .values()
+            .find(|c| c.metadata.name.as_deref() == Some(g.spec.gateway_class_name.as_str()))
+            .is_some_and(|c| c.spec.controller_name != opts.controller_name)
+    })
+}
+
 /// Named like the Gateway its related-gateway label names: a per-Gateway object of ours.
 fn per_gateway(m: &ObjectMeta) -> bool {
     let related = m
@@ -656,7 +669,9 @@ impl<'w> Renderer<'w> {
     fn deletes(&mut self) {
         // Only the per-Gateway objects we create: owned-by label, named like the Gateway
         // their label names. Anything else carrying our label is left alone.
-        let owned = |m: &ObjectMeta| owned_by_us(m) && per_gateway(m);
+        let (world, opts) = (self.world, self.opts);
+        let owned =
+            |m: &ObjectMeta, k: &Key| owned_by_us(m) && per_gateway(m) && !foreign(world, opts, k);
         let svcs: BTreeSet<Key> = self
             .desired
             .services
@@ -671,12 +686,12 @@ impl<'w> Renderer<'w> {
             .collect();
         let mut out = Vec::new();
         for (k, s) in &self.world.services {
-            if owned(&s.metadata) && !svcs.contains(k) {
+            if owned(&s.metadata, k) && !svcs.contains(k) {
                 out.push(ObjectRef::new("v1", "Service", k));
             }
         }
         for (k, d) in &self.world.deployments {
-            if owned(&d.metadata) && !deps.contains(k) {
+            if owned(&d.metadata, k) && !deps.contains(k) {
                 out.push(ObjectRef::new("apps/v1", "Deployment", k));
             }
         }
