@@ -197,11 +197,11 @@ class Side:
             items = kget(kind, "-n", self.ns, "-l", "stunner.l7mp.io/owned-by=stunner")["items"]
             out[kind] = {o["metadata"]["name"]: scrub(o) for o in items}
         out["gatewayclass"] = {"CLASS": kget("gatewayclass", self.cls).get("status", {})}
-        for kind in ("gateways.gateway.networking.k8s.io", "udproutes.stunner.l7mp.io",
-                     "udproutes.gateway.networking.k8s.io"):
-            items = kget(kind, "-n", self.ns)["items"]
-            out[kind.split(".")[0] + ("" if "stunner" in kind or kind.startswith("gateways") else "-gwapi")] = {
-                o["metadata"]["name"]: o.get("status", {}) for o in items}
+        for resource, label in (("gateways.gateway.networking.k8s.io", "gateways"),
+                                ("udproutes.stunner.l7mp.io", "udproutes"),
+                                ("udproutes.gateway.networking.k8s.io", "udproutes-gwapi")):
+            items = kget(resource, "-n", self.ns)["items"]
+            out[label] = {o["metadata"]["name"]: o.get("status", {}) for o in items}
         text = json.dumps(out, sort_keys=True)
         # The backend Service's ClusterIP (the operators add it to the endpoints) is the API
         # server's choice.

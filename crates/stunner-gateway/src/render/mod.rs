@@ -96,10 +96,10 @@ fn owned_by_us(m: &ObjectMeta) -> bool {
 /// never ours to delete, even though we do not render that Gateway.
 fn foreign(world: &World, opts: &RenderOptions, k: &Key) -> bool {
     world.gateways.get(k).is_some_and(|g| {
+        // GatewayClasses are cluster-scoped: keyed by an empty namespace.
         world
             .gateway_classes
-            .values()
-            .find(|c| c.metadata.name.as_deref() == Some(g.spec.gateway_class_name.as_str()))
+            .get(&(String::new(), g.spec.gateway_class_name.clone()))
             .is_some_and(|c| c.spec.controller_name != opts.controller_name)
     })
 }
