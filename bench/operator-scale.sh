@@ -11,7 +11,10 @@
 #                                    # reaches the CDS (no timing goal)
 #   UPSTREAM_OPERATOR_BIN=/path/to/stunner-gateway-operator bench/operator-scale.sh
 #                                    # the same run again, on a fresh cluster, with that
-#                                    # (upstream Go) operator; then both side by side
+#                                    # (upstream Go) operator; then both side by side.
+#                                    # The upstream run may take UPSTREAM_FIRST_RENDER_TIMEOUT
+#                                    # s (2400) for its first render, ours FIRST_RENDER_TIMEOUT
+#                                    # s (600); past it a run has partial figures only
 #
 # The upstream operator is not built by anything here: the Go module proxy refuses
 # github.com/l7mp/stunner-gateway-operator (docs/SCALING.md); pass a binary you have.
@@ -33,7 +36,7 @@ if [ -n "${UPSTREAM_OPERATOR_BIN:-}" ] && [ ! -x "$UPSTREAM_OPERATOR_BIN" ]; the
 fi
 trap 'scripts/k8s-env down "$dir" >/dev/null 2>&1 || true' EXIT
 echo "machine: $(nproc) cores, kernel $(uname -r), ${TINY:+debug (smoke run)}${TINY:-release} operator, control plane of scripts/k8s-env"
-run() { # name, operator binary: a fresh cluster, the world, the run; figures in $dir/NAME.json
+run() { # name, operator binary, first-render timeout: a fresh cluster, the world, the run; figures in $dir/NAME.json
   scripts/k8s-env down "$dir" >/dev/null 2>&1 || true
   scripts/k8s-env up "$dir" >/dev/null
   # shellcheck disable=SC1091
@@ -45,16 +48,16 @@ run() { # name, operator binary: a fresh cluster, the world, the run; figures in
   done
   rm -f "$dir/$1.json"
   echo "== $1: $2"
-  OPERATOR_BIN=$2 RESULT_JSON=$dir/$1.json K8S_ENV_DIR=$dir python3 bench/operator_scale.py
+  OPERATOR_BIN=$2 FIRST_RENDER_TIMEOUT=$3 RESULT_JSON=$dir/$1.json K8S_ENV_DIR=$dir python3 bench/operator_scale.py
 }
 if [ -z "${UPSTREAM_OPERATOR_BIN:-}" ]; then
-  run ours "$ours"
+  run ours "$ours" "${FIRST_RENDER_TIMEOUT:-600}"
   exit
 fi
 # Each run's own goal verdict is printed; the side-by-side table follows both.
 rc=0
-run ours "$ours" || rc=$?
-run upstream "$UPSTREAM_OPERATOR_BIN" || true
+run ours "$ours" "${FIRST_RENDER_TIMEOUT:-600}" || rc=$?
+run upstream "$UPSTREAM_OPERATOR_BIN" "${UPSTREAM_FIRST_RENDER_TIMEOUT:-2400}" || true
 echo "== side by side (${NODES:-1000} Nodes, ${NAMESPACES:-200} namespaces, ${RATE:-50} updates/s for ${STORM_SECONDS:-60} s)"
 for r in ours upstream; do
   [ -f "$dir/$r.json" ] || { echo "the $r run gave no figures (see above; logs in $dir)"; exit 1; }
