@@ -3,6 +3,7 @@
 //! from YAML files. Iteration order is by key, so rendering is deterministic.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gateway_api::apis::experimental::udproutes::UdpRoute;
 use gateway_api::apis::standard::gatewayclasses::GatewayClass;
@@ -106,25 +107,26 @@ impl Object {
     }
 }
 
-/// Every object the renderer reads.
+/// Every object the renderer reads. Values are shared (`Arc`), so a copy of part of the
+/// World (the live objects the updater compares against) costs pointers, not objects.
 #[derive(Clone, Debug, Default)]
 #[allow(missing_docs)]
 pub struct World {
-    pub gateway_classes: BTreeMap<Key, GatewayClass>,
-    pub gateways: BTreeMap<Key, Gateway>,
-    pub udp_routes: BTreeMap<Key, UDPRoute>,
-    pub udp_routes_v1a2: BTreeMap<Key, UdpRoute>,
-    pub gateway_configs: BTreeMap<Key, GatewayConfig>,
-    pub dataplanes: BTreeMap<Key, Dataplane>,
-    pub static_services: BTreeMap<Key, StaticService>,
-    pub services: BTreeMap<Key, Service>,
-    pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
-    pub endpoints: BTreeMap<Key, Endpoints>,
-    pub secrets: BTreeMap<Key, Secret>,
-    pub namespaces: BTreeMap<Key, Namespace>,
-    pub nodes: BTreeMap<Key, Node>,
-    pub deployments: BTreeMap<Key, Deployment>,
-    pub config_maps: BTreeMap<Key, ConfigMap>,
+    pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<Key, Arc<Gateway>>,
+    pub udp_routes: BTreeMap<Key, Arc<UDPRoute>>,
+    pub udp_routes_v1a2: BTreeMap<Key, Arc<UdpRoute>>,
+    pub gateway_configs: BTreeMap<Key, Arc<GatewayConfig>>,
+    pub dataplanes: BTreeMap<Key, Arc<Dataplane>>,
+    pub static_services: BTreeMap<Key, Arc<StaticService>>,
+    pub services: BTreeMap<Key, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<Key, Arc<EndpointSlice>>,
+    pub endpoints: BTreeMap<Key, Arc<Endpoints>>,
+    pub secrets: BTreeMap<Key, Arc<Secret>>,
+    pub namespaces: BTreeMap<Key, Arc<Namespace>>,
+    pub nodes: BTreeMap<Key, Arc<Node>>,
+    pub deployments: BTreeMap<Key, Arc<Deployment>>,
+    pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
 }
 
 /// The key of an object from its metadata.
@@ -144,21 +146,21 @@ impl World {
     /// Inserts or replaces an object.
     pub fn insert(&mut self, obj: Object) {
         match obj {
-            Object::GatewayClass(o) => _ = self.gateway_classes.insert(key(&o.metadata), o),
-            Object::Gateway(o) => _ = self.gateways.insert(key(&o.metadata), o),
-            Object::UDPRoute(o) => _ = self.udp_routes.insert(key(&o.metadata), o),
-            Object::UDPRouteV1A2(o) => _ = self.udp_routes_v1a2.insert(key(&o.metadata), o),
-            Object::GatewayConfig(o) => _ = self.gateway_configs.insert(key(&o.metadata), o),
-            Object::Dataplane(o) => _ = self.dataplanes.insert(key(&o.metadata), o),
-            Object::StaticService(o) => _ = self.static_services.insert(key(&o.metadata), o),
-            Object::Service(o) => _ = self.services.insert(key(&o.metadata), o),
-            Object::EndpointSlice(o) => _ = self.endpoint_slices.insert(key(&o.metadata), o),
-            Object::Endpoints(o) => _ = self.endpoints.insert(key(&o.metadata), o),
-            Object::Secret(o) => _ = self.secrets.insert(key(&o.metadata), o),
-            Object::Namespace(o) => _ = self.namespaces.insert(key(&o.metadata), o),
-            Object::Node(o) => _ = self.nodes.insert(key(&o.metadata), o),
-            Object::Deployment(o) => _ = self.deployments.insert(key(&o.metadata), o),
-            Object::ConfigMap(o) => _ = self.config_maps.insert(key(&o.metadata), o),
+            Object::GatewayClass(o) => _ = self.gateway_classes.insert(key(&o.metadata), Arc::new(o)),
+            Object::Gateway(o) => _ = self.gateways.insert(key(&o.metadata), Arc::new(o)),
+            Object::UDPRoute(o) => _ = self.udp_routes.insert(key(&o.metadata), Arc::new(o)),
+            Object::UDPRouteV1A2(o) => _ = self.udp_routes_v1a2.insert(key(&o.metadata), Arc::new(o)),
+            Object::GatewayConfig(o) => _ = self.gateway_configs.insert(key(&o.metadata), Arc::new(o)),
+            Object::Dataplane(o) => _ = self.dataplanes.insert(key(&o.metadata), Arc::new(o)),
+            Object::StaticService(o) => _ = self.static_services.insert(key(&o.metadata), Arc::new(o)),
+            Object::Service(o) => _ = self.services.insert(key(&o.metadata), Arc::new(o)),
+            Object::EndpointSlice(o) => _ = self.endpoint_slices.insert(key(&o.metadata), Arc::new(o)),
+            Object::Endpoints(o) => _ = self.endpoints.insert(key(&o.metadata), Arc::new(o)),
+            Object::Secret(o) => _ = self.secrets.insert(key(&o.metadata), Arc::new(o)),
+            Object::Namespace(o) => _ = self.namespaces.insert(key(&o.metadata), Arc::new(o)),
+            Object::Node(o) => _ = self.nodes.insert(key(&o.metadata), Arc::new(o)),
+            Object::Deployment(o) => _ = self.deployments.insert(key(&o.metadata), Arc::new(o)),
+            Object::ConfigMap(o) => _ = self.config_maps.insert(key(&o.metadata), Arc::new(o)),
         }
     }
 

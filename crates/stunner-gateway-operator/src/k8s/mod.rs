@@ -240,7 +240,7 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
         store.update_all(d.configs.clone());
         ready.store(true, Ordering::Relaxed);
         let live = Arc::new(updater::live_subset(&d, world));
-        let _ = desired_tx.send(Some((generation, d, live)));
+        let _ = desired_tx.send(Some((generation, Arc::new(d), live)));
     })
     .await;
     tracing::info!(target: "operator", "shutting down");

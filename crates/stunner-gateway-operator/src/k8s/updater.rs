@@ -349,17 +349,17 @@ impl Updater {
         let mut objects: Vec<BoxFuture<'_, Outcome>> = Vec::new();
         for s in &desired.services {
             objects.push(Box::pin(
-                self.apply_obj::<Service>(s, world.services.get(&key_of(s))),
+                self.apply_obj::<Service>(s, world.services.get(&key_of(s)).map(|o| &**o)),
             ));
         }
         for d in &desired.deployments {
             objects.push(Box::pin(
-                self.apply_obj::<Deployment>(d, world.deployments.get(&key_of(d))),
+                self.apply_obj::<Deployment>(d, world.deployments.get(&key_of(d)).map(|o| &**o)),
             ));
         }
         for c in &desired.config_maps {
             objects.push(Box::pin(
-                self.apply_obj::<ConfigMap>(c, world.config_maps.get(&key_of(c))),
+                self.apply_obj::<ConfigMap>(c, world.config_maps.get(&key_of(c)).map(|o| &**o)),
             ));
         }
         let statuses = desired
@@ -412,8 +412,9 @@ pub fn live_subset(desired: &Desired, world: &World) -> World {
     w
 }
 
-/// One render for the updater: its generation, what to write, and the World it saw.
-pub type Render = Option<(u64, Desired, std::sync::Arc<World>)>;
+/// One render for the updater: its generation, what to write, and the live objects it
+/// saw. Shared, so taking the latest out of the channel copies no objects.
+pub type Render = Option<(u64, std::sync::Arc<Desired>, std::sync::Arc<World>)>;
 
 /// Exponential backoff of retries after an incomplete pass.
 #[derive(Debug, Clone, Copy)]

@@ -109,15 +109,15 @@ fn stored(mut w: World, d: &stunner_gateway::Desired) -> World {
         let key = (st.target.namespace.clone(), st.target.name.clone());
         match st.target.kind.as_str() {
             "GatewayClass" => {
-                w.gateway_classes.get_mut(&key).unwrap().status =
+                std::sync::Arc::make_mut(w.gateway_classes.get_mut(&key).unwrap()).status =
                     serde_json::from_value(st.status.clone()).unwrap()
             }
             "Gateway" => {
-                w.gateways.get_mut(&key).unwrap().status =
+                std::sync::Arc::make_mut(w.gateways.get_mut(&key).unwrap()).status =
                     serde_json::from_value(st.status.clone()).unwrap()
             }
             _ => {
-                w.udp_routes.get_mut(&key).unwrap().status =
+                std::sync::Arc::make_mut(w.udp_routes.get_mut(&key).unwrap()).status =
                     serde_json::from_value(st.status.clone()).unwrap()
             }
         }
@@ -193,9 +193,7 @@ async fn a_changed_field_we_own_is_written_back_alone() {
     let d = render(&w, &RenderOptions::default());
     let mut w = stored(w, &d);
     let key = ("stunner".to_string(), "udp-gateway".to_string());
-    w.services
-        .get_mut(&key)
-        .unwrap()
+    std::sync::Arc::make_mut(w.services.get_mut(&key).unwrap())
         .spec
         .as_mut()
         .unwrap()
@@ -423,7 +421,7 @@ async fn a_refused_write_is_retried_until_written() {
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let (_lead_tx, lead_rx) = tokio::sync::watch::channel(Lead::Always);
     let task = tokio::spawn(Updater::new(client, metrics.clone()).run(desired_rx, lead_rx));
-    desired_tx.send(Some((1, d, Arc::new(w)))).unwrap();
+    desired_tx.send(Some((1, Arc::new(d), Arc::new(w)))).unwrap();
     // 0.5 s, then 1 s of backoff.
     let deadline = Instant::now() + Duration::from_secs(5);
     while requests(&log).len() < 3 && Instant::now() < deadline {

@@ -132,6 +132,7 @@ impl<'w> Renderer<'w> {
             .world
             .gateways
             .values()
+            .map(|g| &**g)
             .filter(|g| g.spec.gateway_class_name == class_name)
             .collect();
         for gw in &gws {

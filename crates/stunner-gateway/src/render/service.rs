@@ -207,7 +207,7 @@ fn live_service<'w>(world: &'w World, gw: &Gateway) -> Option<&'w Service> {
         .services
         .range((ns.clone(), String::new())..)
         .take_while(|((n, _), _)| *n == ns)
-        .map(|(_, s)| s)
+        .map(|(_, s)| &**s)
         .filter(|s| {
             s.metadata
                 .annotations

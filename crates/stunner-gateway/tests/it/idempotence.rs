@@ -12,19 +12,19 @@ fn apply_statuses(world: &mut World, d: &stunner_gateway::Desired) {
         let key = (s.target.namespace.clone(), s.target.name.clone());
         match s.target.kind.as_str() {
             "GatewayClass" => {
-                let o = world.gateway_classes.get_mut(&key).unwrap();
+                let o = std::sync::Arc::make_mut(world.gateway_classes.get_mut(&key).unwrap());
                 o.status = Some(serde_json::from_value(s.status.clone()).unwrap());
             }
             "Gateway" => {
-                let o = world.gateways.get_mut(&key).unwrap();
+                let o = std::sync::Arc::make_mut(world.gateways.get_mut(&key).unwrap());
                 o.status = Some(serde_json::from_value(s.status.clone()).unwrap());
             }
             "UDPRoute" if s.target.api_version.starts_with("stunner") => {
-                let o = world.udp_routes.get_mut(&key).unwrap();
+                let o = std::sync::Arc::make_mut(world.udp_routes.get_mut(&key).unwrap());
                 o.status = Some(serde_json::from_value(s.status.clone()).unwrap());
             }
             "UDPRoute" => {
-                let o = world.udp_routes_v1a2.get_mut(&key).unwrap();
+                let o = std::sync::Arc::make_mut(world.udp_routes_v1a2.get_mut(&key).unwrap());
                 o.status = Some(serde_json::from_value(s.status.clone()).unwrap());
             }
             other => panic!("unexpected status kind {other}"),
