@@ -146,15 +146,25 @@ impl World {
     /// Inserts or replaces an object.
     pub fn insert(&mut self, obj: Object) {
         match obj {
-            Object::GatewayClass(o) => _ = self.gateway_classes.insert(key(&o.metadata), Arc::new(o)),
+            Object::GatewayClass(o) => {
+                _ = self.gateway_classes.insert(key(&o.metadata), Arc::new(o))
+            }
             Object::Gateway(o) => _ = self.gateways.insert(key(&o.metadata), Arc::new(o)),
             Object::UDPRoute(o) => _ = self.udp_routes.insert(key(&o.metadata), Arc::new(o)),
-            Object::UDPRouteV1A2(o) => _ = self.udp_routes_v1a2.insert(key(&o.metadata), Arc::new(o)),
-            Object::GatewayConfig(o) => _ = self.gateway_configs.insert(key(&o.metadata), Arc::new(o)),
+            Object::UDPRouteV1A2(o) => {
+                _ = self.udp_routes_v1a2.insert(key(&o.metadata), Arc::new(o))
+            }
+            Object::GatewayConfig(o) => {
+                _ = self.gateway_configs.insert(key(&o.metadata), Arc::new(o))
+            }
             Object::Dataplane(o) => _ = self.dataplanes.insert(key(&o.metadata), Arc::new(o)),
-            Object::StaticService(o) => _ = self.static_services.insert(key(&o.metadata), Arc::new(o)),
+            Object::StaticService(o) => {
+                _ = self.static_services.insert(key(&o.metadata), Arc::new(o))
+            }
             Object::Service(o) => _ = self.services.insert(key(&o.metadata), Arc::new(o)),
-            Object::EndpointSlice(o) => _ = self.endpoint_slices.insert(key(&o.metadata), Arc::new(o)),
+            Object::EndpointSlice(o) => {
+                _ = self.endpoint_slices.insert(key(&o.metadata), Arc::new(o))
+            }
             Object::Endpoints(o) => _ = self.endpoints.insert(key(&o.metadata), Arc::new(o)),
             Object::Secret(o) => _ = self.secrets.insert(key(&o.metadata), Arc::new(o)),
             Object::Namespace(o) => _ = self.namespaces.insert(key(&o.metadata), Arc::new(o)),

@@ -348,19 +348,22 @@ impl Updater {
         let mut w = Written::default();
         let mut objects: Vec<BoxFuture<'_, Outcome>> = Vec::new();
         for s in &desired.services {
-            objects.push(Box::pin(
-                self.apply_obj::<Service>(s, world.services.get(&key_of(s)).map(|o| &**o)),
-            ));
+            objects.push(Box::pin(self.apply_obj::<Service>(
+                s,
+                world.services.get(&key_of(s)).map(|o| &**o),
+            )));
         }
         for d in &desired.deployments {
-            objects.push(Box::pin(
-                self.apply_obj::<Deployment>(d, world.deployments.get(&key_of(d)).map(|o| &**o)),
-            ));
+            objects.push(Box::pin(self.apply_obj::<Deployment>(
+                d,
+                world.deployments.get(&key_of(d)).map(|o| &**o),
+            )));
         }
         for c in &desired.config_maps {
-            objects.push(Box::pin(
-                self.apply_obj::<ConfigMap>(c, world.config_maps.get(&key_of(c)).map(|o| &**o)),
-            ));
+            objects.push(Box::pin(self.apply_obj::<ConfigMap>(
+                c,
+                world.config_maps.get(&key_of(c)).map(|o| &**o),
+            )));
         }
         let statuses = desired
             .statuses

@@ -421,7 +421,9 @@ async fn a_refused_write_is_retried_until_written() {
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let (_lead_tx, lead_rx) = tokio::sync::watch::channel(Lead::Always);
     let task = tokio::spawn(Updater::new(client, metrics.clone()).run(desired_rx, lead_rx));
-    desired_tx.send(Some((1, Arc::new(d), Arc::new(w)))).unwrap();
+    desired_tx
+        .send(Some((1, Arc::new(d), Arc::new(w))))
+        .unwrap();
     // 0.5 s, then 1 s of backoff.
     let deadline = Instant::now() + Duration::from_secs(5);
     while requests(&log).len() < 3 && Instant::now() < deadline {
