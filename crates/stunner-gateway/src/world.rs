@@ -129,6 +129,11 @@ pub struct World {
     pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
 }
 
+/// Stores `o` under its key, shared.
+fn put<T>(map: &mut BTreeMap<Key, Arc<T>>, k: Key, o: T) {
+    map.insert(k, Arc::new(o));
+}
+
 /// The key of an object from its metadata.
 pub(crate) fn key(meta: &ObjectMeta) -> Key {
     (
@@ -146,31 +151,21 @@ impl World {
     /// Inserts or replaces an object.
     pub fn insert(&mut self, obj: Object) {
         match obj {
-            Object::GatewayClass(o) => {
-                _ = self.gateway_classes.insert(key(&o.metadata), Arc::new(o))
-            }
-            Object::Gateway(o) => _ = self.gateways.insert(key(&o.metadata), Arc::new(o)),
-            Object::UDPRoute(o) => _ = self.udp_routes.insert(key(&o.metadata), Arc::new(o)),
-            Object::UDPRouteV1A2(o) => {
-                _ = self.udp_routes_v1a2.insert(key(&o.metadata), Arc::new(o))
-            }
-            Object::GatewayConfig(o) => {
-                _ = self.gateway_configs.insert(key(&o.metadata), Arc::new(o))
-            }
-            Object::Dataplane(o) => _ = self.dataplanes.insert(key(&o.metadata), Arc::new(o)),
-            Object::StaticService(o) => {
-                _ = self.static_services.insert(key(&o.metadata), Arc::new(o))
-            }
-            Object::Service(o) => _ = self.services.insert(key(&o.metadata), Arc::new(o)),
-            Object::EndpointSlice(o) => {
-                _ = self.endpoint_slices.insert(key(&o.metadata), Arc::new(o))
-            }
-            Object::Endpoints(o) => _ = self.endpoints.insert(key(&o.metadata), Arc::new(o)),
-            Object::Secret(o) => _ = self.secrets.insert(key(&o.metadata), Arc::new(o)),
-            Object::Namespace(o) => _ = self.namespaces.insert(key(&o.metadata), Arc::new(o)),
-            Object::Node(o) => _ = self.nodes.insert(key(&o.metadata), Arc::new(o)),
-            Object::Deployment(o) => _ = self.deployments.insert(key(&o.metadata), Arc::new(o)),
-            Object::ConfigMap(o) => _ = self.config_maps.insert(key(&o.metadata), Arc::new(o)),
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, key(&o.metadata), o),
+            Object::Gateway(o) => put(&mut self.gateways, key(&o.metadata), o),
+            Object::UDPRoute(o) => put(&mut self.udp_routes, key(&o.metadata), o),
+            Object::UDPRouteV1A2(o) => put(&mut self.udp_routes_v1a2, key(&o.metadata), o),
+            Object::GatewayConfig(o) => put(&mut self.gateway_configs, key(&o.metadata), o),
+            Object::Dataplane(o) => put(&mut self.dataplanes, key(&o.metadata), o),
+            Object::StaticService(o) => put(&mut self.static_services, key(&o.metadata), o),
+            Object::Service(o) => put(&mut self.services, key(&o.metadata), o),
+            Object::EndpointSlice(o) => put(&mut self.endpoint_slices, key(&o.metadata), o),
+            Object::Endpoints(o) => put(&mut self.endpoints, key(&o.metadata), o),
+            Object::Secret(o) => put(&mut self.secrets, key(&o.metadata), o),
+            Object::Namespace(o) => put(&mut self.namespaces, key(&o.metadata), o),
+            Object::Node(o) => put(&mut self.nodes, key(&o.metadata), o),
+            Object::Deployment(o) => put(&mut self.deployments, key(&o.metadata), o),
+            Object::ConfigMap(o) => put(&mut self.config_maps, key(&o.metadata), o),
         }
     }
 
