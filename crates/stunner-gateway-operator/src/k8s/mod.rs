@@ -234,6 +234,13 @@ pub async fn run(client: Client, cfg: RunConfig) -> Result<(), Error> {
     };
     let world = event_loop(&mut rx, cfg.throttle, &metrics, stop, |world| {
         opts.now = Time(Timestamp::now());
+        // Drop the previous render before building the next, so that two are never held at
+        // once (at full scale each is ~30 MB, docs/SCALING.md). Quietly: the updater has
+        // nothing to do until the new one is sent, which wakes it.
+        desired_tx.send_if_modified(|v| {
+            *v = None;
+            false
+        });
         let t0 = std::time::Instant::now();
         let d = render(world, &opts);
         let generation = metrics.render(t0.elapsed());
