@@ -76,7 +76,9 @@ impl ConfigStore {
         let changed = match self.inner.write() {
             Ok(mut m) => {
                 let same = m.get(&c.admin.name) == Some(&c);
-                m.insert(c.admin.name.clone(), c.clone());
+                if !same {
+                    m.insert(c.admin.name.clone(), c.clone());
+                }
                 !same
             }
             Err(_) => false,
