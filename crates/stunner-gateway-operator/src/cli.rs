@@ -377,7 +377,7 @@ fn run_kubernetes(f: RunFlags) -> ExitCode {
     // One thread runs the whole operator: its work is waiting on the API server and the
     // CDS clients, and the render is single-threaded anyway. Every extra thread that
     // allocates gets its own glibc arena, which at full scale (docs/SCALING.md) cost
-    // ~14 MB of RSS for no gain in staleness.
+    // ~13 MB of RSS; p99 staleness stayed within 0.4–0.5 s.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
