@@ -11,9 +11,10 @@ use gateway_api::apis::standard::gatewayclasses::GatewayClass;
 use gateway_api::apis::standard::gateways::Gateway;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, NodeStatus, Secret, Service,
+    ConfigMap, EndpointAddress, EndpointSubset, Endpoints, Namespace, Node, NodeStatus, Secret,
+    Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -56,6 +57,115 @@ pub fn trim_node(n: &mut Node) {
     n.status = Some(NodeStatus {
         addresses,
         ..NodeStatus::default()
+    });
+}
+
+/// An EndpointSlice is read for the addresses of its endpoints and the Service it
+/// belongs to (its `kubernetes.io/service-name` label) only: every endpoint is a backend,
+/// ready or not (route.rs), so conditions, ports, topology and target references are
+/// dropped on arrival, and so is an update that changes none of what is kept (a
+/// readiness flap). At scale this halves what the World holds per slice.
+pub fn trim_endpoint_slice(s: &mut EndpointSlice) {
+    let m = std::mem::take(&mut s.metadata);
+    let service = m
+        .labels
+        .and_then(|mut l| l.remove_entry(SERVICE_NAME_LABEL))
+        .map(|e| std::collections::BTreeMap::from([e]));
+    s.metadata = ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        labels: service,
+        ..ObjectMeta::default()
+    };
+    s.ports = None;
+    s.endpoints = s.endpoints.take().map(|eps| {
+        eps.into_iter()
+            .map(|e| Endpoint {
+                addresses: e.addresses,
+                ..Endpoint::default()
+            })
+            .collect()
+    });
+}
+
+/// A Service of ours, or one tied to a Gateway (its LoadBalancer, which the Gateway's
+/// status and the updater read in full), loses only its managedFields. Any other Service
+/// is a possible backend, read for its cluster IPs and its ports' protocols only
+/// (route.rs): the rest is dropped on arrival, and an update that changes none of that
+/// is not passed on.
+pub fn trim_service(s: &mut Service) {
+    let m = &s.metadata;
+    let ours = m
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(names::OWNED_BY_LABEL))
+        || m.annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(names::RELATED_GATEWAY_NAME))
+        || m.owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Gateway");
+    if ours {
+        trim(s);
+        return;
+    }
+    let m = std::mem::take(&mut s.metadata);
+    s.metadata = ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        ..ObjectMeta::default()
+    };
+    s.status = None;
+    s.spec = s.spec.take().map(|spec| ServiceSpec {
+        cluster_ip: spec.cluster_ip,
+        cluster_ips: spec.cluster_ips,
+        type_: spec.type_,
+        ports: spec.ports.map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort {
+                    name: p.name,
+                    port: p.port,
+                    protocol: p.protocol,
+                    ..ServicePort::default()
+                })
+                .collect()
+        }),
+        ..ServiceSpec::default()
+    });
+}
+
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `v1.Endpoints`, like EndpointSlices: the addresses' IPs only (ready and not ready).
+pub fn trim_endpoints(e: &mut Endpoints) {
+    let m = std::mem::take(&mut e.metadata);
+    e.metadata = ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        ..ObjectMeta::default()
+    };
+    let ips = |a: Option<Vec<EndpointAddress>>| {
+        a.map(|a| {
+            a.into_iter()
+                .map(|a| EndpointAddress {
+                    ip: a.ip,
+                    ..EndpointAddress::default()
+                })
+                .collect()
+        })
+    };
+    e.subsets = e.subsets.take().map(|subsets| {
+        subsets
+            .into_iter()
+            .map(|s| EndpointSubset {
+                addresses: ips(s.addresses),
+                not_ready_addresses: ips(s.not_ready_addresses),
+                ports: None,
+            })
+            .collect()
     });
 }
 
@@ -110,8 +220,11 @@ fn spawn_trimmed<K>(
     tokio::spawn(async move {
         let mut stream = watcher(api, cfg).boxed();
         let mut relist: Vec<Object> = Vec::new();
-        let mut seen: HashMap<(Option<String>, Option<String>), u64> = HashMap::new();
-        let id = |o: &K| (o.meta().namespace.clone(), o.meta().name.clone());
+        // By a hash of the object's namespace and name, not the names themselves (at
+        // scale, ~1 MB less). Two objects whose ids collide only make a change pass that
+        // could have been dropped: their fingerprints differ, as they hold the names.
+        let mut seen: HashMap<u64, u64> = HashMap::new();
+        let id = |o: &K| fingerprint(&(&o.meta().namespace, &o.meta().name));
         while let Some(ev) = stream.next().await {
             let change = match ev {
                 Ok(watcher::Event::Apply(mut o)) => {
@@ -282,11 +395,17 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>, source: EndpointSou
         Object::StaticService,
         tx.clone(),
     );
-    spawn(
+    spawn_trimmed(
         Api::<Service>::all(client.clone()),
         all(),
         Kind::Service,
         Object::Service,
+        Trim {
+            cut: trim_service,
+            // Only sound for the Services cut down to the fields above: ours keep their
+            // resourceVersion, so each of their updates differs and passes.
+            dedupe: true,
+        },
         tx.clone(),
     );
     let slices = Api::<EndpointSlice>::all(client.clone());
@@ -305,20 +424,28 @@ pub async fn start(client: Client, tx: mpsc::Sender<Change>, source: EndpointSou
     };
     // The unused source is reported synced and empty, so renders do not wait for it.
     if use_slices {
-        spawn(
+        spawn_trimmed(
             slices,
             all(),
             Kind::EndpointSlice,
             Object::EndpointSlice,
+            Trim {
+                cut: trim_endpoint_slice,
+                dedupe: true,
+            },
             tx.clone(),
         );
         let _ = tx.send(Change::Replace(Kind::Endpoints, Vec::new())).await;
     } else {
-        spawn(
+        spawn_trimmed(
             Api::<Endpoints>::all(client.clone()),
             all(),
             Kind::Endpoints,
             Object::Endpoints,
+            Trim {
+                cut: trim_endpoints,
+                dedupe: true,
+            },
             tx.clone(),
         );
         let _ = tx
@@ -425,5 +552,151 @@ mod tests {
         let mut c = node(t0, "3", "10.0.0.2");
         trim_node(&mut c);
         assert_ne!(fingerprint(&a), fingerprint(&c), "a new address is");
+    }
+
+    fn slice(ready: bool, ip: &str) -> EndpointSlice {
+        use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointPort};
+        EndpointSlice {
+            metadata: ObjectMeta {
+                namespace: Some("media".into()),
+                name: Some("backend-x1".into()),
+                resource_version: Some(if ready { "7" } else { "8" }.into()),
+                labels: Some(
+                    [
+                        (SERVICE_NAME_LABEL.to_string(), "backend".to_string()),
+                        (
+                            "endpointslice.kubernetes.io/managed-by".into(),
+                            "endpointslice-controller.k8s.io".into(),
+                        ),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(vec![Endpoint {
+                addresses: vec![ip.into()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(ready),
+                    ..EndpointConditions::default()
+                }),
+                node_name: Some("node-1".into()),
+                ..Endpoint::default()
+            }]),
+            ports: Some(vec![EndpointPort {
+                port: Some(9001),
+                ..EndpointPort::default()
+            }]),
+        }
+    }
+
+    /// What the renderer reads of a slice survives the trim; a readiness flap is not a
+    /// change (not-ready endpoints are backends too), a new address is.
+    #[test]
+    fn a_slice_keeps_its_service_and_addresses_and_a_readiness_flap_changes_nothing() {
+        let (mut a, mut b) = (slice(true, "10.1.0.5"), slice(false, "10.1.0.5"));
+        trim_endpoint_slice(&mut a);
+        trim_endpoint_slice(&mut b);
+        assert_eq!(a.metadata.namespace.as_deref(), Some("media"));
+        assert_eq!(a.metadata.name.as_deref(), Some("backend-x1"));
+        let labels = a.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels[SERVICE_NAME_LABEL], "backend");
+        let ep = &a.endpoints.as_ref().unwrap()[0];
+        assert_eq!(ep.addresses, vec!["10.1.0.5".to_string()]);
+        assert!(ep.node_name.is_none() && ep.conditions.is_none() && a.ports.is_none());
+        assert_eq!(
+            fingerprint(&a),
+            fingerprint(&b),
+            "readiness is not a change"
+        );
+        let mut c = slice(true, "10.1.0.6");
+        trim_endpoint_slice(&mut c);
+        assert_ne!(fingerprint(&a), fingerprint(&c), "a new address is");
+    }
+
+    #[test]
+    fn endpoints_keep_ready_and_not_ready_ips() {
+        let addr = |ip: &str| EndpointAddress {
+            ip: ip.into(),
+            node_name: Some("node-1".into()),
+            ..EndpointAddress::default()
+        };
+        let mut e = Endpoints {
+            metadata: ObjectMeta {
+                namespace: Some("media".into()),
+                name: Some("backend".into()),
+                resource_version: Some("3".into()),
+                ..ObjectMeta::default()
+            },
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(vec![addr("10.1.0.5")]),
+                not_ready_addresses: Some(vec![addr("10.1.0.6")]),
+                ports: None,
+            }]),
+        };
+        trim_endpoints(&mut e);
+        assert!(e.metadata.resource_version.is_none());
+        let s = &e.subsets.as_ref().unwrap()[0];
+        assert_eq!(
+            s.addresses.as_ref().unwrap()[0],
+            EndpointAddress {
+                ip: "10.1.0.5".into(),
+                ..EndpointAddress::default()
+            }
+        );
+        assert_eq!(s.not_ready_addresses.as_ref().unwrap()[0].ip, "10.1.0.6");
+    }
+
+    /// A backend Service keeps what route.rs reads; ours (and a Gateway's own) keep all
+    /// but their managedFields, so the updater compares them in full.
+    #[test]
+    fn a_backend_service_keeps_its_ips_and_ports_and_ours_keeps_everything() {
+        use k8s_openapi::api::core::v1::ServiceStatus;
+        let svc = |labels: &[(&str, &str)]| Service {
+            metadata: ObjectMeta {
+                namespace: Some("media".into()),
+                name: Some("backend".into()),
+                resource_version: Some("5".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.96.0.7".into()),
+                cluster_ips: Some(vec!["10.96.0.7".into()]),
+                selector: Some([("app".to_string(), "media".to_string())].into()),
+                ports: Some(vec![ServicePort {
+                    port: 9001,
+                    protocol: Some("UDP".into()),
+                    node_port: Some(31000),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            status: Some(ServiceStatus::default()),
+        };
+        let mut b = svc(&[("app", "media")]);
+        trim_service(&mut b);
+        assert!(b.metadata.labels.is_none() && b.metadata.resource_version.is_none());
+        let spec = b.spec.as_ref().unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.7"));
+        assert!(spec.selector.is_none() && b.status.is_none());
+        let p = &spec.ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (p.port, p.protocol.as_deref(), p.node_port),
+            (9001, Some("UDP"), None)
+        );
+
+        let mut ours = svc(&[(names::OWNED_BY_LABEL, names::OWNED_BY_VALUE)]);
+        trim_service(&mut ours);
+        assert!(ours.metadata.managed_fields.is_none());
+        assert_eq!(ours.metadata.resource_version.as_deref(), Some("5"));
+        assert!(ours.spec.as_ref().unwrap().selector.is_some() && ours.status.is_some());
     }
 }
