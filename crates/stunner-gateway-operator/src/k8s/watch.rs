@@ -229,9 +229,11 @@ fn spawn_trimmed<K>(
             let change = match ev {
                 Ok(watcher::Event::Apply(mut o)) => {
                     (trim.cut)(&mut o);
-                    if trim.dedupe && seen.insert(id(&o), fingerprint(&o)) == Some(fingerprint(&o))
-                    {
-                        continue;
+                    if trim.dedupe {
+                        let f = fingerprint(&o);
+                        if seen.insert(id(&o), f) == Some(f) {
+                            continue;
+                        }
                     }
                     Change::Apply(wrap(o))
                 }
