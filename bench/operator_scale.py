@@ -39,6 +39,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -266,7 +267,7 @@ def main():
     op = subprocess.Popen([OPERATOR, "--config-discovery-address", f"127.0.0.1:{cds}",
                            "--health-probe-bind-address", f"127.0.0.1:{free_port()}",
                            "--metrics-bind-address", f"127.0.0.1:{metrics}", "--zap-log-level", "info"],
-                          env=env, stdout=log, stderr=log)
+                          env=env, stdout=log, stderr=log, start_new_session=True)
     watch = None
     try:
         for _ in range(100):
@@ -391,7 +392,12 @@ def main():
     finally:
         if watch:
             watch.close()
-        op.kill()
+        # The whole process group: OPERATOR may be a wrapper (heaptrack, a script) whose
+        # child is the operator.
+        try:
+            os.killpg(op.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         op.wait()
         api.close()
 
