@@ -28,6 +28,8 @@ pub const OWNED_BY_VALUE: &str = "stunner";
 pub const RELATED_GATEWAY_NAME: &str = "stunner.l7mp.io/related-gateway-name";
 /// Label holding the Gateway's namespace.
 pub const RELATED_GATEWAY_NAMESPACE: &str = "stunner.l7mp.io/related-gateway-namespace";
+/// Label naming the Service an EndpointSlice belongs to (set by Kubernetes).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Pod label selecting the dataplane pods.
 pub const APP_LABEL: &str = "app";
 /// Value of [`APP_LABEL`].

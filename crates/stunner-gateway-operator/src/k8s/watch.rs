@@ -60,22 +60,30 @@ pub fn trim_node(n: &mut Node) {
     });
 }
 
+/// Metadata cut to the object's namespace and name, all a trimmed object is keyed by.
+fn named(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        ..ObjectMeta::default()
+    }
+}
+
 /// An EndpointSlice is read for the addresses of its endpoints and the Service it
 /// belongs to (its `kubernetes.io/service-name` label) only: every endpoint is a backend,
 /// ready or not (route.rs), so conditions, ports, topology and target references are
 /// dropped on arrival, and so is an update that changes none of what is kept (a
-/// readiness flap). At scale this halves what the World holds per slice.
+/// readiness flap).
 pub fn trim_endpoint_slice(s: &mut EndpointSlice) {
-    let m = std::mem::take(&mut s.metadata);
+    let mut m = std::mem::take(&mut s.metadata);
     let service = m
         .labels
-        .and_then(|mut l| l.remove_entry(SERVICE_NAME_LABEL))
+        .take()
+        .and_then(|mut l| l.remove_entry(names::SERVICE_NAME_LABEL))
         .map(|e| std::collections::BTreeMap::from([e]));
     s.metadata = ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
         labels: service,
-        ..ObjectMeta::default()
+        ..named(m)
     };
     s.ports = None;
     s.endpoints = s.endpoints.take().map(|eps| {
@@ -110,12 +118,7 @@ pub fn trim_service(s: &mut Service) {
         trim(s);
         return;
     }
-    let m = std::mem::take(&mut s.metadata);
-    s.metadata = ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        ..ObjectMeta::default()
-    };
+    s.metadata = named(std::mem::take(&mut s.metadata));
     s.status = None;
     s.spec = s.spec.take().map(|spec| ServiceSpec {
         cluster_ip: spec.cluster_ip,
@@ -136,17 +139,9 @@ pub fn trim_service(s: &mut Service) {
     });
 }
 
-/// The label naming an EndpointSlice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
 /// `v1.Endpoints`, like EndpointSlices: the addresses' IPs only (ready and not ready).
 pub fn trim_endpoints(e: &mut Endpoints) {
-    let m = std::mem::take(&mut e.metadata);
-    e.metadata = ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        ..ObjectMeta::default()
-    };
+    e.metadata = named(std::mem::take(&mut e.metadata));
     let ips = |a: Option<Vec<EndpointAddress>>| {
         a.map(|a| {
             a.into_iter()
@@ -565,7 +560,7 @@ mod tests {
                 resource_version: Some(if ready { "7" } else { "8" }.into()),
                 labels: Some(
                     [
-                        (SERVICE_NAME_LABEL.to_string(), "backend".to_string()),
+                        (names::SERVICE_NAME_LABEL.to_string(), "backend".to_string()),
                         (
                             "endpointslice.kubernetes.io/managed-by".into(),
                             "endpointslice-controller.k8s.io".into(),
@@ -603,7 +598,7 @@ mod tests {
         assert_eq!(a.metadata.name.as_deref(), Some("backend-x1"));
         let labels = a.metadata.labels.as_ref().unwrap();
         assert_eq!(labels.len(), 1);
-        assert_eq!(labels[SERVICE_NAME_LABEL], "backend");
+        assert_eq!(labels[names::SERVICE_NAME_LABEL], "backend");
         let ep = &a.endpoints.as_ref().unwrap()[0];
         assert_eq!(ep.addresses, vec!["10.1.0.5".to_string()]);
         assert!(ep.node_name.is_none() && ep.conditions.is_none() && a.ports.is_none());

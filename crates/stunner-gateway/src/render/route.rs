@@ -353,7 +353,7 @@ fn service_endpoints(
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
+            .and_then(|l| l.get(crate::names::SERVICE_NAME_LABEL));
         if owner.map(String::as_str) != Some(name) {
             continue;
         }
